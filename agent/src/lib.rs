@@ -1,0 +1,7 @@
+//! `vigil-agent`: the per-host eBPF collector.
+//!
+//! Owns loading the kernel programs (C with CO-RE, under `ebpf/`), turning their
+//! events into requests, profiles, CPU and TCP figures, naming Docker containers,
+//! and exporting to ClickHouse or to `vigil serve`.
+//! Does not own analysis or storage schemas: it writes the rows the store defines.
+//! It is not a default workspace member: building it needs clang, running it root.
