@@ -5,3 +5,6 @@
 //! store that is the default — plus their DDL and migrations, and Vigil's own
 //! state (patrol runs, reports, incidents).
 //! Does not own analysis, scheduling or any HTTP shape.
+
+pub mod clickhouse;
+pub mod embedded;
