@@ -1,0 +1,49 @@
+//! `vigil db …`: schema migrations.
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::wiring;
+
+/// Database schema tools.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending schema migrations to the embedded store and, when configured, ClickHouse.
+    Migrate,
+    /// List the known ClickHouse migrations.
+    Migrations,
+}
+
+/// Runs a `db` subcommand.
+pub async fn run(config: &Config, command: DbCommand) -> anyhow::Result<()> {
+    match command {
+        DbCommand::Migrate => {
+            // Opening the embedded store applies its migrations.
+            wiring::open_embedded(&config.store.embedded).await?;
+            println!(
+                "embedded store {}: schema up to date",
+                config.store.embedded.path.display()
+            );
+            match wiring::connect_clickhouse(config).await? {
+                Some(store) => {
+                    let report = store.migrate().await?;
+                    for (version, description) in &report.applied {
+                        println!("clickhouse: applied migration {version}: {description}");
+                    }
+                    println!(
+                        "clickhouse: schema at version {} ({} already applied)",
+                        report.current_version,
+                        report.already_applied.len()
+                    );
+                }
+                None => println!("clickhouse: not configured (store.clickhouse), nothing to do"),
+            }
+        }
+        DbCommand::Migrations => {
+            for migration in vigil_store::clickhouse::MIGRATIONS {
+                println!("{:>4}  {}", migration.version, migration.description);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Raw request records in the shape of DeepFlow's `l7_flow_log`, drawn from the
+//! same per-minute distributions the aggregates report.
+
+use std::net::IpAddr;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use vigil_model::{L7Protocol, Peer, RequestRecord, ResponseStatus, TimeRange};
+
+use crate::engine::MinuteState;
+use crate::estate::Estate;
+use crate::layout::Role;
+use crate::noise::{hash, stream};
+
+/// Streams the records of a range: one minute's state at a time, one edge's
+/// generator at a time, so memory stays flat however large the range.
+pub(crate) struct RequestRecords<'a> {
+    estate: &'a Estate,
+    state: MinuteState,
+    per_edge_minute: u32,
+    /// Next minute to compute.
+    next_minute: u32,
+    end_minute: u32,
+    /// Next edge to start in the current minute.
+    next_edge: usize,
+    edge: usize,
+    remaining: u32,
+    rng: ChaCha8Rng,
+}
+
+impl<'a> RequestRecords<'a> {
+    pub(crate) fn new(estate: &'a Estate, range: TimeRange, per_edge_minute: u32) -> Self {
+        let span = estate.range();
+        let clamp = |secs: i64| -> u32 {
+            let offset = (secs - span.start.secs()).clamp(0, span.duration_secs());
+            u32::try_from(offset.div_euclid(60) + i64::from(offset.rem_euclid(60) != 0))
+                .unwrap_or(0)
+        };
+        // Minutes whose start lies in the range (partial minutes at the start are skipped).
+        let first = clamp(range.start.secs());
+        let end = clamp(range.end.secs()).max(first);
+        let edges = estate.layout.edges.len();
+        Self {
+            estate,
+            state: MinuteState::new(estate),
+            per_edge_minute,
+            next_minute: first,
+            end_minute: end,
+            next_edge: edges,
+            edge: 0,
+            remaining: 0,
+            rng: ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+
+    fn draw(&mut self) -> RequestRecord {
+        let estate = self.estate;
+        let layout = &estate.layout;
+        let state = &self.state;
+        let rng = &mut self.rng;
+        let edge = &layout.edges[self.edge];
+        let client = &layout.nodes[edge.client];
+        let server = &layout.nodes[edge.server];
+        let client_instance = &layout.instances[rng.gen_range(client.instances.clone())];
+        let (server_ip, server_host, server_service, server_instance, server_pid) =
+            if server.role.is_server() {
+                (
+                    layout.hosts[server.host].ip,
+                    server.host,
+                    String::new(),
+                    String::new(),
+                    0,
+                )
+            } else {
+                let instance = &layout.instances[rng.gen_range(server.instances.clone())];
+                (
+                    layout.hosts[instance.host].ip,
+                    instance.host,
+                    server.name.clone(),
+                    instance.name.clone(),
+                    instance.pid,
+                )
+            };
+        let z: f64 = rng.sample(StandardNormal);
+        let (op, mut duration_ms) = if server.role.is_server() {
+            let profile = &layout.profiles[state.profile[edge.server]];
+            let ops = &layout.ops[server.ops.clone()];
+            let pick: f64 = rng.gen();
+            let mut cumulative = 0.0;
+            let mut chosen = ops.len() - 1;
+            for (index, op) in ops.iter().enumerate() {
+                cumulative += op.share;
+                if pick < cumulative {
+                    chosen = index;
+                    break;
+                }
+            }
+            let median =
+                ops[chosen].median_ms * profile.factors[chosen] * state.node_scale[edge.server];
+            (server.ops.start + chosen, median * (server.sigma * z).exp())
+        } else {
+            let latency = state.node_latency[edge.server];
+            (edge.op, (latency.mu + latency.sigma * z).exp())
+        };
+        duration_ms += edge.rtt_ms;
+        let delay = state.edge_delay[self.edge];
+        if delay.share > 0.0 {
+            let pair = (client_instance.host, server_host);
+            let (a, b) = delay.hosts;
+            if pair == (a, b) || pair == (b, a) {
+                duration_ms += delay.delay_ms;
+            }
+        }
+        let failed = rng.gen::<f64>() < state.node_error_ratio[edge.server];
+        let protocol = server.protocol();
+        let (status, code) = match (failed, server.role) {
+            (false, Role::Mysql | Role::Redis) => (ResponseStatus::Ok, None),
+            (false, _) => (ResponseStatus::Ok, Some(200)),
+            (true, Role::Mysql) => (
+                ResponseStatus::ServerError,
+                Some(if rng.gen_bool(0.8) { 1205 } else { 1213 }),
+            ),
+            (true, Role::Redis) => (ResponseStatus::ServerError, None),
+            (true, _) => (
+                ResponseStatus::ServerError,
+                Some(if rng.gen_bool(0.8) { 500 } else { 503 }),
+            ),
+        };
+        let operation = &layout.ops[op];
+        let endpoint = if server.role.is_server() {
+            operation.resource.clone()
+        } else {
+            format!("{} {}", operation.request_type, operation.resource)
+        };
+        let minute_start_us =
+            u64::try_from(estate.minute_time(state.minute).secs()).unwrap_or(0) * 1_000_000;
+        let trace_id = if protocol == L7Protocol::Http {
+            format!("{:032x}", rng.gen::<u128>())
+        } else {
+            String::new()
+        };
+        RequestRecord {
+            start_us: minute_start_us + rng.gen_range(0..60_000_000u64),
+            duration_us: (duration_ms * 1000.0).round().max(1.0) as u64,
+            protocol,
+            request_type: operation.request_type.clone(),
+            resource: operation.resource.clone(),
+            endpoint,
+            status,
+            code,
+            client: Peer {
+                ip: IpAddr::V4(layout.hosts[client_instance.host].ip),
+                port: rng.gen_range(32_768..61_000),
+                pid: client_instance.pid,
+                process_name: client.process_name.clone(),
+                service: client.name.clone(),
+                instance: client_instance.name.clone(),
+            },
+            server: Peer {
+                ip: IpAddr::V4(server_ip),
+                port: server.port,
+                pid: server_pid,
+                process_name: server.process_name.clone(),
+                service: server_service,
+                instance: server_instance,
+            },
+            trace_id,
+        }
+    }
+}
+
+impl Iterator for RequestRecords<'_> {
+    type Item = RequestRecord;
+
+    fn next(&mut self) -> Option<RequestRecord> {
+        loop {
+            if self.remaining > 0 {
+                self.remaining -= 1;
+                return Some(self.draw());
+            }
+            let edges = self.estate.layout.edges.len();
+            if self.next_edge < edges {
+                let edge = self.next_edge;
+                self.next_edge += 1;
+                let calls = self.state.edge_requests[edge];
+                self.remaining = self
+                    .per_edge_minute
+                    .min(calls.min(f64::from(u32::MAX)) as u32);
+                if self.remaining > 0 {
+                    self.edge = edge;
+                    let bits = hash(
+                        self.estate.config.seed,
+                        stream::RECORDS,
+                        edge as u64,
+                        u64::from(self.state.minute),
+                    );
+                    self.rng = ChaCha8Rng::seed_from_u64(bits);
+                }
+                continue;
+            }
+            if self.next_minute >= self.end_minute || edges == 0 {
+                return None;
+            }
+            self.estate
+                .compute_minute(&mut self.state, self.next_minute);
+            self.next_minute += 1;
+            self.next_edge = 0;
+        }
+    }
+}

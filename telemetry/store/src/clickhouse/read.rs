@@ -1,0 +1,1130 @@
+//! [`TelemetrySource`] for [`ClickHouseStore`]: every method sends one or a few
+//! aggregating queries; see the module docs of [`super`] for which rows count
+//! and how entities are named.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use vigil_model::{
+    CallEdge, EdgeMetrics, Entity, EntityFilter, EntityId, EntityKind, Event, EventKind,
+    FoldedStack, L7Protocol, Profile, Relation, RelationKind, RequestMetrics, RequestPoint,
+    RequestSample, RequestSeries, ResourceMetric, ResourceSeries, ResponseStatus, SampleQuery,
+    Series, SeriesQuery, SourceError, StatementOrder, StatementQuery, StatementStats,
+    TelemetrySource, TimeRange, Topology,
+};
+
+use super::sql::{Bind, Sql};
+use super::{schema, ClickHouseError, ClickHouseStore, RequestLog};
+
+/// Rows Vigil counts: server-side observations only (see the module docs).
+const SERVER_SIDE: &str = "startsWith(observation_point, 's')";
+
+/// The request log a query reads, and how it names containers.
+struct Log {
+    table: String,
+    /// Whether the table has `container_name_0/1` (Vigil's agent log).
+    has_containers: bool,
+}
+
+/// DeepFlow `l7_protocol` codes whose servers are not services, with their kind.
+fn non_service_codes(kinds: &[EntityKind]) -> Vec<(u8, EntityKind)> {
+    (0..=u8::MAX)
+        .map(|code| (code, L7Protocol::from_deepflow_code(code).server_kind()))
+        .filter(|(_, kind)| {
+            *kind != EntityKind::Service && (kinds.is_empty() || kinds.contains(kind))
+        })
+        .collect()
+}
+
+/// SQL for the server's entity kind from `l7_protocol`, per [`L7Protocol::server_kind`].
+fn kind_sql() -> String {
+    let codes = non_service_codes(&[]);
+    let from: Vec<String> = codes.iter().map(|(code, _)| code.to_string()).collect();
+    let to: Vec<String> = codes
+        .iter()
+        .map(|(_, kind)| format!("'{}'", kind.as_str()))
+        .collect();
+    format!(
+        "transform(toUInt32(l7_protocol), [{}], [{}], 'service')",
+        from.iter()
+            .map(|c| format!("toUInt32({c})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        to.join(", ")
+    )
+}
+
+/// SQL for the text of side `side`'s address (0 client, 1 server).
+fn ip_sql(side: u8) -> String {
+    format!("if(is_ipv4 = 1, IPv4NumToString(ip4_{side}), IPv6NumToString(ip6_{side}))")
+}
+
+fn pid_key_sql(side: u8) -> String {
+    format!("concat({}, '#', toString(process_id_{side}))", ip_sql(side))
+}
+
+fn server_key_sql() -> String {
+    format!(
+        "concat(toString(process_kname_1), '@', {}, ':', toString(server_port))",
+        ip_sql(1)
+    )
+}
+
+/// Identity maps loaded before a query (small: one entry per container or server process).
+#[derive(Default)]
+struct Identity {
+    /// `process@ip:port` → container name.
+    ports: (Vec<String>, Vec<String>),
+    /// `ip#pid` → container name.
+    pids: (Vec<String>, Vec<String>),
+    /// `ip#pid` → full entity id of a client process.
+    clients: (Vec<String>, Vec<String>),
+}
+
+/// `transform(key, keys, values, default)`, or just `default` for an empty map
+/// (an empty array literal has no type on old servers).
+fn transform(key: &str, map: &(Vec<String>, Vec<String>), default: Sql) -> Sql {
+    if map.0.is_empty() {
+        return default;
+    }
+    let mut sql = Sql::new(&format!("transform({key}, "));
+    sql.bind(Bind::Strs(map.0.clone()))
+        .push(", ")
+        .bind(Bind::Strs(map.1.clone()))
+        .push(", ")
+        .append(default)
+        .push(")");
+    sql
+}
+
+impl Identity {
+    /// The serving entity's name: app_service, else container, else `process@ip:port`.
+    fn server_name(&self, log: &Log) -> Sql {
+        let fallback = transform(&server_key_sql(), &self.ports, Sql::new(&server_key_sql()));
+        let by_pid = transform(&pid_key_sql(1), &self.pids, fallback);
+        let mut sql = Sql::new("if(app_service != '', toString(app_service), ");
+        if log.has_containers {
+            sql.push("if(container_name_1 != '', container_name_1, ")
+                .append(by_pid)
+                .push(")");
+        } else {
+            sql.append(by_pid);
+        }
+        sql.push(")");
+        sql
+    }
+
+    /// The client's full entity id (see the module docs).
+    fn client_id(&self, log: &Log) -> Sql {
+        let mut fallback = format!(
+            "concat('service:', toString(process_kname_0), '@', {})",
+            ip_sql(0)
+        );
+        if log.has_containers {
+            fallback = format!(
+                "if(container_name_0 != '', concat('service:', container_name_0), {fallback})"
+            );
+        }
+        let mut default = Sql::new(&fallback);
+        if !self.pids.0.is_empty() {
+            let mut sql = Sql::new(&format!("transform({}, ", pid_key_sql(0)));
+            let ids: Vec<String> = self
+                .pids
+                .1
+                .iter()
+                .map(|name| format!("service:{name}"))
+                .collect();
+            sql.bind(Bind::Strs(self.pids.0.clone()))
+                .push(", ")
+                .bind(Bind::Strs(ids))
+                .push(", ")
+                .append(default)
+                .push(")");
+            default = sql;
+        }
+        transform(&pid_key_sql(0), &self.clients, default)
+    }
+}
+
+/// `has(list, expr)` conditions for an entity filter on SQL `kind` and `id` expressions.
+fn filter_sql(filter: &EntityFilter, kind: &str, id: &str) -> Sql {
+    let mut sql = Sql::new("1");
+    if !filter.kinds.is_empty() {
+        let kinds = filter.kinds.iter().map(|k| k.as_str().to_owned()).collect();
+        sql.push(" AND has(")
+            .bind(Bind::Strs(kinds))
+            .push(&format!(", {kind})"));
+    }
+    if !filter.ids.is_empty() {
+        let ids = filter.ids.iter().map(|i| i.as_str().to_owned()).collect();
+        sql.push(" AND has(")
+            .bind(Bind::Strs(ids))
+            .push(&format!(", {id})"));
+    }
+    sql
+}
+
+fn range_sql(sql: &mut Sql, range: &TimeRange) {
+    sql.push("time >= toDateTime(")
+        .bind(Bind::U32(secs(range.start.secs())))
+        .push(") AND time < toDateTime(")
+        .bind(Bind::U32(secs(range.end.secs())))
+        .push(")");
+}
+
+fn bucket_sql(sql: &mut Sql, step: u32) {
+    sql.push("toUInt32(intDiv(toUInt32(time), ")
+        .bind(Bind::U32(step))
+        .push(") * ")
+        .bind(Bind::U32(step))
+        .push(") AS bucket");
+}
+
+fn secs(t: i64) -> u32 {
+    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
+}
+
+/// An entity id from a kind and a name read from the server; unknown kinds read as services.
+fn entity(kind: &str, name: &str) -> EntityId {
+    let kind = kind.parse().unwrap_or(EntityKind::Service);
+    EntityId::new(kind, name)
+}
+
+/// An entity id from `kind:name` text read from the server.
+fn parse_id(text: &str) -> EntityId {
+    match text.split_once(':') {
+        Some((kind, name)) => entity(kind, name),
+        None => EntityId::new(EntityKind::Service, text),
+    }
+}
+
+const METRICS_SQL: &str = "toUInt64(count()) AS requests, \
+     toUInt64(countIf(response_status = 3)) AS errors, \
+     toFloat64(avg(response_duration) / 1000) AS mean_ms, \
+     arrayMap(x -> toFloat64(x / 1000), quantiles(0.5, 0.9, 0.99)(response_duration)) AS quantiles_ms";
+
+fn point(requests: u64, errors: u64, mean_ms: f64, quantiles_ms: &[f64]) -> RequestPoint {
+    let q = |i: usize| quantiles_ms.get(i).copied().unwrap_or(f64::NAN);
+    RequestPoint {
+        requests: requests as f64,
+        errors: errors as f64,
+        latency_mean_ms: mean_ms,
+        latency_p50_ms: q(0),
+        latency_p90_ms: q(1),
+        latency_p99_ms: q(2),
+    }
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct SeriesRow {
+    kind: String,
+    name: String,
+    bucket: u32,
+    requests: u64,
+    errors: u64,
+    mean_ms: f64,
+    quantiles_ms: Vec<f64>,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EdgeSeriesRow {
+    client_id: String,
+    kind: String,
+    name: String,
+    protocol: u8,
+    bucket: u32,
+    requests: u64,
+    errors: u64,
+    mean_ms: f64,
+    quantiles_ms: Vec<f64>,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EdgeRow {
+    client_id: String,
+    kind: String,
+    name: String,
+    protocol: u8,
+    requests: u64,
+    errors: u64,
+    mean_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EdgeMeterRow {
+    edge: String,
+    requests: u64,
+    errors: u64,
+    rrt_sum: f64,
+    rrt_count: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct KeyRow {
+    key: String,
+    value: String,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct SnapshotRow {
+    entity: String,
+    names: Vec<String>,
+    values: Vec<String>,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct RelationRow {
+    from_id: String,
+    to_id: String,
+    relation: String,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct ServerRow {
+    kind: String,
+    name: String,
+    ip: String,
+    port: u32,
+    process_name: String,
+    protocol: u8,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct ResourceRow {
+    entity: String,
+    bucket: u32,
+    value: f64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct StatementRow {
+    kind: String,
+    name: String,
+    protocol: u8,
+    verb: String,
+    shape: String,
+    executions: u64,
+    errors: u64,
+    mean_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct SampleRow {
+    at: u32,
+    client_id: String,
+    kind: String,
+    name: String,
+    protocol: u8,
+    verb: String,
+    resource: String,
+    duration_ms: f64,
+    status: u8,
+    code: Option<i32>,
+    trace: String,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct StackRow {
+    frames: String,
+    unit: String,
+    value: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct BlobRow {
+    stack: Vec<u8>,
+    algo: String,
+    value: u64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EventRow {
+    at: u32,
+    entity: String,
+    kind: String,
+    detail: String,
+}
+
+/// The request-log query's FROM/WHERE part for `range`, server-side rows only.
+fn from_where(log: &Log, range: &TimeRange) -> Sql {
+    let mut sql = Sql::new(&format!(" FROM {} WHERE ", log.table));
+    range_sql(&mut sql, range);
+    sql.push(&format!(" AND {SERVER_SIDE}"));
+    sql
+}
+
+impl ClickHouseStore {
+    fn log(&self) -> Log {
+        match self.config.request_log {
+            RequestLog::Deepflow => Log {
+                table: self.l7_flow_log_table(),
+                has_containers: false,
+            },
+            RequestLog::Agent => Log {
+                table: self.vigil_table(&schema::AGENT_REQUESTS),
+                has_containers: true,
+            },
+        }
+    }
+
+    /// Latest placement snapshot of every entity (optionally of one kind).
+    /// A missing `entities` table (Vigil's migrations not run) reads as empty.
+    async fn snapshots(
+        &self,
+        kind: Option<EntityKind>,
+    ) -> Result<Vec<SnapshotRow>, ClickHouseError> {
+        let table = self.vigil_table(&schema::ENTITIES);
+        let mut sql = Sql::new(&format!(
+            "SELECT entity, argMax(attribute_names, time) AS names, \
+             argMax(attribute_values, time) AS values FROM {table}"
+        ));
+        if let Some(kind) = kind {
+            sql.push(" WHERE kind = ")
+                .bind(Bind::Str(kind.as_str().to_owned()));
+        }
+        sql.push(" GROUP BY entity ORDER BY entity");
+        match self.fetch(sql, &table, "reading entity placement").await {
+            Err(ClickHouseError::Schema { detail, .. }) => {
+                tracing::warn!(%table, %detail, "no placement table; run `vigil db migrate`; naming without container names");
+                Ok(Vec::new())
+            }
+            other => other,
+        }
+    }
+
+    /// Loads the identity maps; with `clients`, also the range's server processes by ip and pid.
+    async fn identity(
+        &self,
+        log: &Log,
+        range: &TimeRange,
+        clients: bool,
+    ) -> Result<Identity, ClickHouseError> {
+        let mut identity = Identity::default();
+        for row in self.snapshots(Some(EntityKind::Container)).await? {
+            let name = parse_id(&row.entity).name().to_owned();
+            let attributes: HashMap<&str, &str> = row
+                .names
+                .iter()
+                .map(String::as_str)
+                .zip(row.values.iter().map(String::as_str))
+                .collect();
+            let Some(ip) = attributes.get("ip") else {
+                continue;
+            };
+            if let Some(pid) = attributes
+                .get("pid")
+                .filter(|pid| !pid.is_empty() && **pid != "0")
+            {
+                identity.pids.0.push(format!("{ip}#{pid}"));
+                identity.pids.1.push(name.clone());
+            }
+            let process = attributes.get("process_name").copied().unwrap_or_default();
+            let ports = attributes.get("ports").copied().unwrap_or_default();
+            let port = attributes.get("port").copied().unwrap_or_default();
+            for port in ports
+                .split(',')
+                .chain([port])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                identity.ports.0.push(format!("{process}@{ip}:{port}"));
+                identity.ports.1.push(name.clone());
+            }
+        }
+        if clients {
+            let mut sql = Sql::new(&format!(
+                "SELECT {} AS key, any(concat({}, ':', ",
+                pid_key_sql(1),
+                kind_sql()
+            ));
+            sql.append(identity.server_name(log)).push(")) AS value");
+            sql.append(from_where(log, range));
+            sql.push(" AND process_id_1 != 0 GROUP BY key ORDER BY key");
+            let rows: Vec<KeyRow> = self
+                .fetch(sql, &log.table, "loading server processes")
+                .await?;
+            for row in rows {
+                identity.clients.0.push(row.key);
+                identity.clients.1.push(row.value);
+            }
+        }
+        Ok(identity)
+    }
+
+    async fn request_series_inner(
+        &self,
+        query: &SeriesQuery,
+    ) -> Result<Vec<RequestSeries>, ClickHouseError> {
+        let log = self.log();
+        let step = query.step_secs;
+        let range = query.range.aligned_to(step);
+        let identity = self.identity(&log, &range, false).await?;
+        let mut sql = Sql::new(
+            "SELECT kind, name, bucket, requests, errors, mean_ms, quantiles_ms FROM (SELECT ",
+        );
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(&log))
+            .push(" AS name, ");
+        bucket_sql(&mut sql, step);
+        sql.push(", ")
+            .push(METRICS_SQL)
+            .append(from_where(&log, &range));
+        sql.push(" GROUP BY kind, name, bucket) WHERE ")
+            .append(filter_sql(&query.filter, "kind", "concat(kind, ':', name)"))
+            .push(" ORDER BY kind, name, bucket");
+        let rows: Vec<SeriesRow> = self.fetch(sql, &log.table, "request series").await?;
+        let count = range.step_count(step);
+        let mut series: BTreeMap<EntityId, RequestMetrics> = BTreeMap::new();
+        for row in rows {
+            let id = entity(&row.kind, &row.name);
+            let metrics = series
+                .entry(id)
+                .or_insert_with(|| RequestMetrics::empty(range.start, step, count));
+            if let Some(index) = step_index(&range, step, row.bucket, count) {
+                metrics.set(
+                    index,
+                    point(row.requests, row.errors, row.mean_ms, &row.quantiles_ms),
+                );
+            }
+        }
+        Ok(series
+            .into_iter()
+            .map(|(entity, metrics)| RequestSeries { entity, metrics })
+            .collect())
+    }
+
+    async fn edge_series_inner(
+        &self,
+        query: &SeriesQuery,
+    ) -> Result<Vec<EdgeMetrics>, ClickHouseError> {
+        let log = self.log();
+        let step = query.step_secs;
+        let range = query.range.aligned_to(step);
+        let identity = self.identity(&log, &range, true).await?;
+        let mut sql = Sql::new(
+            "SELECT client_id, kind, name, protocol, bucket, requests, errors, mean_ms, quantiles_ms FROM (SELECT ",
+        );
+        sql.append(identity.client_id(&log)).push(" AS client_id, ");
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(&log))
+            .push(" AS name, ");
+        sql.push("toUInt8(l7_protocol) AS protocol, ");
+        bucket_sql(&mut sql, step);
+        sql.push(", ")
+            .push(METRICS_SQL)
+            .append(from_where(&log, &range));
+        sql.push(" GROUP BY client_id, kind, name, protocol, bucket) WHERE (")
+            .append(filter_sql(
+                &query.filter,
+                "splitByChar(':', client_id)[1]",
+                "client_id",
+            ))
+            .push(") OR (")
+            .append(filter_sql(&query.filter, "kind", "concat(kind, ':', name)"))
+            .push(") ORDER BY client_id, kind, name, protocol, bucket");
+        let rows: Vec<EdgeSeriesRow> = self.fetch(sql, &log.table, "edge series").await?;
+        let count = range.step_count(step);
+        let mut edges: BTreeMap<(EntityId, EntityId, L7Protocol), RequestMetrics> = BTreeMap::new();
+        for row in rows {
+            let key = (
+                parse_id(&row.client_id),
+                entity(&row.kind, &row.name),
+                L7Protocol::from_deepflow_code(row.protocol),
+            );
+            let metrics = edges
+                .entry(key)
+                .or_insert_with(|| RequestMetrics::empty(range.start, step, count));
+            if let Some(index) = step_index(&range, step, row.bucket, count) {
+                metrics.set(
+                    index,
+                    point(row.requests, row.errors, row.mean_ms, &row.quantiles_ms),
+                );
+            }
+        }
+        Ok(edges
+            .into_iter()
+            .map(|((client, server, protocol), metrics)| EdgeMetrics {
+                client,
+                server,
+                protocol,
+                metrics,
+            })
+            .collect())
+    }
+
+    async fn call_edges_inner(&self, range: TimeRange) -> Result<Vec<CallEdge>, ClickHouseError> {
+        let log = self.log();
+        let identity = self.identity(&log, &range, true).await?;
+        let client = identity.client_id(&log);
+        let server = identity.server_name(&log);
+        let mut sql = Sql::new("SELECT ");
+        sql.append(client.clone()).push(" AS client_id, ");
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(server.clone())
+            .push(" AS name, ");
+        sql.push(
+            "toUInt8(l7_protocol) AS protocol, toUInt64(count()) AS requests, \
+             toUInt64(countIf(response_status = 3)) AS errors, \
+             toFloat64(avg(response_duration) / 1000) AS mean_ms, \
+             toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms",
+        );
+        sql.append(from_where(&log, &range));
+        sql.push(
+            " GROUP BY client_id, kind, name, protocol ORDER BY client_id, kind, name, protocol",
+        );
+        let rows: Vec<EdgeRow> = self.fetch(sql, &log.table, "call edges").await?;
+        let mut edges: BTreeMap<String, CallEdge> = BTreeMap::new();
+        for row in rows {
+            let key = format!(
+                "{}\t{}:{}\t{}",
+                row.client_id, row.kind, row.name, row.protocol
+            );
+            edges.insert(
+                key,
+                CallEdge {
+                    client: parse_id(&row.client_id),
+                    server: entity(&row.kind, &row.name),
+                    protocol: L7Protocol::from_deepflow_code(row.protocol),
+                    requests: row.requests,
+                    errors: row.errors,
+                    latency_mean_ms: row.mean_ms,
+                    latency_p99_ms: row.p99_ms,
+                },
+            );
+        }
+        if self.config.request_log == RequestLog::Deepflow && !edges.is_empty() {
+            self.complete_edge_counts(&log, &range, client, server, &mut edges)
+                .await?;
+        }
+        let mut edges: Vec<CallEdge> = edges.into_values().collect();
+        edges.sort_by(|a, b| {
+            (&a.client, &a.server, a.protocol).cmp(&(&b.client, &b.server, b.protocol))
+        });
+        Ok(edges)
+    }
+
+    /// Replaces request, error and mean figures of `edges` by those of
+    /// `application_map.1m`, which counts every request even when DeepFlow
+    /// throttles its request log. Rows are matched to edges through the
+    /// process-level key (`gprocess_id_0/1`, addresses, port, protocol) seen in
+    /// `l7_flow_log`; p99 stays from `l7_flow_log` (the map has no quantiles).
+    async fn complete_edge_counts(
+        &self,
+        log: &Log,
+        range: &TimeRange,
+        client: Sql,
+        server: Sql,
+        edges: &mut BTreeMap<String, CallEdge>,
+    ) -> Result<(), ClickHouseError> {
+        let key_sql = format!(
+            "concat(toString(gprocess_id_0), '/', toString(gprocess_id_1), '/', {}, '/', {}, '/', \
+             toString(server_port), '/', toString(l7_protocol))",
+            ip_sql(0),
+            ip_sql(1)
+        );
+        let mut sql = Sql::new(&format!("SELECT {key_sql} AS key, any(concat("));
+        sql.append(client)
+            .push(", '\\t', ")
+            .push(&kind_sql())
+            .push(", ':', ")
+            .append(server)
+            .push(", '\\t', toString(l7_protocol))) AS value")
+            .append(from_where(log, range))
+            .push(" GROUP BY key ORDER BY key");
+        let keys: Vec<KeyRow> = self.fetch(sql, &log.table, "edge keys").await?;
+        let map = (
+            keys.iter().map(|row| row.key.clone()).collect::<Vec<_>>(),
+            keys.iter().map(|row| row.value.clone()).collect::<Vec<_>>(),
+        );
+        let table = self.application_map_table();
+        let mut sql = Sql::new("SELECT edge, requests, errors, rrt_sum, rrt_count FROM (SELECT ");
+        sql.append(transform(&key_sql, &map, Sql::new("''")))
+            .push(
+                " AS edge, toUInt64(sum(request)) AS requests, toUInt64(sum(server_error)) AS errors, \
+                 toFloat64(sum(rrt_sum)) AS rrt_sum, toUInt64(sum(rrt_count)) AS rrt_count",
+            )
+            .push(&format!(" FROM {table} WHERE "));
+        range_sql(&mut sql, range);
+        sql.push(&format!(
+            " AND {SERVER_SIDE} GROUP BY edge) WHERE edge != '' ORDER BY edge"
+        ));
+        let rows: Vec<EdgeMeterRow> = self.fetch(sql, &table, "edge counts").await?;
+        for row in rows {
+            if let Some(edge) = edges.get_mut(&row.edge) {
+                edge.requests = row.requests;
+                edge.errors = row.errors;
+                if row.rrt_count > 0 {
+                    edge.latency_mean_ms = row.rrt_sum / row.rrt_count as f64 / 1000.0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn topology_inner(&self, range: TimeRange) -> Result<Topology, ClickHouseError> {
+        let mut topology = Topology::default();
+        for row in self.snapshots(None).await? {
+            let mut entity = Entity::new(parse_id(&row.entity));
+            for (name, value) in row.names.into_iter().zip(row.values) {
+                entity.attributes.insert(name, value);
+            }
+            topology.entities.push(entity);
+        }
+        let table = self.vigil_table(&schema::RELATIONS);
+        let sql = Sql::new(&format!(
+            "SELECT from_entity AS from_id, to_entity AS to_id, kind AS relation FROM {table} \
+             GROUP BY from_id, to_id, relation ORDER BY from_id, to_id, relation"
+        ));
+        let relations: Vec<RelationRow> = match self.fetch(sql, &table, "reading relations").await {
+            Err(ClickHouseError::Schema { .. }) => Vec::new(),
+            other => other?,
+        };
+        for row in relations {
+            if let Ok(kind) = row.relation.parse::<RelationKind>() {
+                topology.relations.push(Relation {
+                    from: parse_id(&row.from_id),
+                    to: parse_id(&row.to_id),
+                    kind,
+                });
+            }
+        }
+        let log = self.log();
+        let identity = self.identity(&log, &range, false).await?;
+        let mut sql = Sql::new("SELECT ");
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(&log))
+            .push(" AS name, ");
+        sql.push(&format!(
+            "any({}) AS ip, toUInt32(any(server_port)) AS port, any(toString(process_kname_1)) AS process_name, \
+             toUInt8(any(l7_protocol)) AS protocol",
+            ip_sql(1)
+        ));
+        sql.append(from_where(&log, &range))
+            .push(" GROUP BY kind, name ORDER BY kind, name");
+        let servers: Vec<ServerRow> = self.fetch(sql, &log.table, "servers").await?;
+        for row in servers {
+            topology.entities.push(
+                Entity::new(entity(&row.kind, &row.name))
+                    .with("ip", row.ip)
+                    .with("port", row.port.to_string())
+                    .with("process_name", row.process_name)
+                    .with(
+                        "protocol",
+                        L7Protocol::from_deepflow_code(row.protocol).name(),
+                    ),
+            );
+        }
+        for edge in self.call_edges_inner(range).await? {
+            topology.entities.push(Entity::new(edge.client.clone()));
+            topology.relations.push(Relation {
+                from: edge.client,
+                to: edge.server,
+                kind: RelationKind::Calls,
+            });
+        }
+        topology.normalise();
+        Ok(topology)
+    }
+
+    async fn resource_series_inner(
+        &self,
+        query: &SeriesQuery,
+        metric: ResourceMetric,
+    ) -> Result<Vec<ResourceSeries>, ClickHouseError> {
+        let step = query.step_secs;
+        let range = query.range.aligned_to(step);
+        let table = self.vigil_table(&schema::RESOURCE_METRICS);
+        let (column, aggregate) = match metric {
+            ResourceMetric::CpuCores => ("cpu_cores", "avg"),
+            ResourceMetric::MemoryBytes => ("memory_bytes", "avg"),
+            ResourceMetric::TcpRetransmits => ("tcp_retransmits", "sum"),
+            ResourceMetric::TcpResets => ("tcp_resets", "sum"),
+        };
+        let mut sql = Sql::new("SELECT entity, ");
+        bucket_sql(&mut sql, step);
+        sql.push(&format!(
+            ", toFloat64({aggregate}({column})) AS value FROM {table} WHERE "
+        ));
+        range_sql(&mut sql, &range);
+        sql.push(&format!(" AND NOT isNaN({column}) AND "))
+            .append(filter_sql(
+                &query.filter,
+                "splitByChar(':', entity)[1]",
+                "entity",
+            ))
+            .push(" GROUP BY entity, bucket ORDER BY entity, bucket");
+        let rows: Vec<ResourceRow> = self.fetch(sql, &table, "resource series").await?;
+        let count = range.step_count(step);
+        let mut series: BTreeMap<EntityId, Series> = BTreeMap::new();
+        for row in rows {
+            let values = series
+                .entry(parse_id(&row.entity))
+                .or_insert_with(|| Series::empty(range.start, step, count));
+            if let Some(index) = step_index(&range, step, row.bucket, count) {
+                values.values[index] = row.value;
+            }
+        }
+        Ok(series
+            .into_iter()
+            .map(|(entity, series)| ResourceSeries {
+                entity,
+                metric,
+                series,
+            })
+            .collect())
+    }
+
+    async fn top_statements_inner(
+        &self,
+        query: &StatementQuery,
+    ) -> Result<Vec<StatementStats>, ClickHouseError> {
+        let log = self.log();
+        let identity = self.identity(&log, &query.range, false).await?;
+        let codes: Vec<u32> = match query.protocol {
+            Some(protocol) => vec![u32::from(protocol.deepflow_code())],
+            None => non_service_codes(&[EntityKind::Database, EntityKind::Cache])
+                .into_iter()
+                .map(|(code, _)| u32::from(code))
+                .collect(),
+        };
+        let mut sql = Sql::new(
+            "SELECT kind, name, protocol, verb, shape, executions, errors, mean_ms, p99_ms, max_ms FROM (SELECT ",
+        );
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(&log))
+            .push(" AS name, ");
+        sql.push(
+            "toUInt8(l7_protocol) AS protocol, toString(request_type) AS verb, \
+             toString(request_resource) AS shape, toUInt64(count()) AS executions, \
+             toUInt64(countIf(response_status = 3)) AS errors, \
+             toFloat64(avg(response_duration) / 1000) AS mean_ms, \
+             toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms, \
+             toFloat64(max(response_duration) / 1000) AS max_ms",
+        );
+        sql.append(from_where(&log, &query.range));
+        sql.push(" AND has(")
+            .bind(Bind::U32s(codes))
+            .push(", toUInt32(l7_protocol))");
+        sql.push(" GROUP BY kind, name, protocol, verb, shape)");
+        if let Some(server) = &query.server {
+            sql.push(" WHERE concat(kind, ':', name) = ")
+                .bind(Bind::Str(server.as_str().to_owned()));
+        }
+        let order = match query.order {
+            StatementOrder::P99 => "p99_ms DESC",
+            StatementOrder::TotalTime => "mean_ms * executions DESC",
+            StatementOrder::Errors => "errors DESC",
+        };
+        sql.push(&format!(
+            " ORDER BY {order}, kind, name, verb, shape LIMIT "
+        ))
+        .bind(Bind::U64(query.limit as u64));
+        let rows: Vec<StatementRow> = self.fetch(sql, &log.table, "top statements").await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StatementStats {
+                server: entity(&row.kind, &row.name),
+                protocol: L7Protocol::from_deepflow_code(row.protocol),
+                request_type: row.verb,
+                shape: row.shape,
+                count: row.executions,
+                errors: row.errors,
+                latency_mean_ms: row.mean_ms,
+                latency_p99_ms: row.p99_ms,
+                latency_max_ms: row.max_ms,
+            })
+            .collect())
+    }
+
+    async fn slow_requests_inner(
+        &self,
+        query: &SampleQuery,
+    ) -> Result<Vec<RequestSample>, ClickHouseError> {
+        let log = self.log();
+        let identity = self.identity(&log, &query.range, true).await?;
+        let mut sql = Sql::new(
+            "SELECT at, client_id, kind, name, protocol, verb, resource, duration_ms, status, code, trace FROM (SELECT toUInt32(time) AS at, ",
+        );
+        sql.append(identity.client_id(&log)).push(" AS client_id, ");
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(&log))
+            .push(" AS name, ");
+        sql.push(
+            "toUInt8(l7_protocol) AS protocol, toString(request_type) AS verb, \
+             toString(request_resource) AS resource, toFloat64(response_duration / 1000) AS duration_ms, \
+             toUInt8(response_status) AS status, CAST(response_code AS Nullable(Int32)) AS code, \
+             toString(trace_id) AS trace",
+        );
+        sql.append(from_where(&log, &query.range));
+        let min_us = (query.min_duration_ms.max(0.0) * 1000.0).ceil() as u64;
+        sql.push(" AND (response_duration >= ")
+            .bind(Bind::U64(min_us));
+        if query.include_errors {
+            sql.push(" OR response_status = 3");
+        }
+        sql.push("))");
+        if let Some(server) = &query.server {
+            sql.push(" WHERE concat(kind, ':', name) = ")
+                .bind(Bind::Str(server.as_str().to_owned()));
+        }
+        sql.push(" ORDER BY duration_ms DESC, at, client_id LIMIT ")
+            .bind(Bind::U64(query.limit as u64));
+        let rows: Vec<SampleRow> = self.fetch(sql, &log.table, "slow requests").await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| RequestSample {
+                time: vigil_model::Timestamp(i64::from(row.at)),
+                client: Some(parse_id(&row.client_id)),
+                server: entity(&row.kind, &row.name),
+                protocol: L7Protocol::from_deepflow_code(row.protocol),
+                request_type: row.verb,
+                resource: row.resource,
+                duration_ms: row.duration_ms,
+                status: ResponseStatus::from_deepflow_code(row.status),
+                code: row.code,
+                trace_id: (!row.trace.is_empty()).then_some(row.trace),
+            })
+            .collect())
+    }
+
+    async fn profile_inner(
+        &self,
+        id: &EntityId,
+        range: TimeRange,
+    ) -> Result<Profile, ClickHouseError> {
+        let table = self.vigil_table(&schema::PROFILE_STACKS);
+        let mut sql = Sql::new(&format!(
+            "SELECT frames, any(unit) AS unit, toUInt64(sum(value)) AS value FROM {table} WHERE "
+        ));
+        range_sql(&mut sql, &range);
+        sql.push(" AND (entity = ")
+            .bind(Bind::Str(id.as_str().to_owned()))
+            .push(" OR container_name = ")
+            .bind(Bind::Str(id.name().to_owned()))
+            .push(") GROUP BY frames");
+        let own: Vec<StackRow> = match self.fetch(sql, &table, "profile stacks").await {
+            Err(ClickHouseError::Schema { .. }) => Vec::new(),
+            other => other?,
+        };
+        let mut unit = None;
+        let mut stacks: BTreeMap<String, u64> = BTreeMap::new();
+        for row in own {
+            unit.get_or_insert(row.unit);
+            *stacks.entry(row.frames).or_default() += row.value;
+        }
+        if self.config.request_log == RequestLog::Deepflow {
+            for (frames, value) in self.deepflow_stacks(id, &range).await? {
+                *stacks.entry(frames).or_default() += value;
+            }
+        }
+        let mut stacks: Vec<FoldedStack> = stacks
+            .into_iter()
+            .map(|(frames, value)| FoldedStack { frames, value })
+            .collect();
+        stacks.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.frames.cmp(&b.frames)));
+        Ok(Profile {
+            entity: id.clone(),
+            range,
+            unit: unit.unwrap_or_else(|| "cpu-us".to_owned()),
+            stacks,
+        })
+    }
+
+    /// On-CPU stacks of `id` from DeepFlow's `profile.in_process`: rows whose
+    /// `app_service` is the entity's name, or whose process is one of the
+    /// container's pids. Summed per (compressed) stack in ClickHouse, then
+    /// decompressed here; a missing table reads as no stacks.
+    async fn deepflow_stacks(
+        &self,
+        id: &EntityId,
+        range: &TimeRange,
+    ) -> Result<Vec<(String, u64)>, ClickHouseError> {
+        let mut pids: Vec<u32> = Vec::new();
+        for row in self.snapshots(Some(EntityKind::Container)).await? {
+            if parse_id(&row.entity).name() != id.name() {
+                continue;
+            }
+            for (name, value) in row.names.iter().zip(&row.values) {
+                if name == "pid" {
+                    pids.extend(value.parse::<u32>().ok());
+                }
+            }
+        }
+        let table = self.in_process_table();
+        let mut sql = Sql::new(&format!(
+            "SELECT profile_location_str AS stack, toString(compression_algo) AS algo, \
+             toUInt64(sum(profile_value)) AS value FROM {table} WHERE "
+        ));
+        range_sql(&mut sql, range);
+        sql.push(" AND profile_event_type = 'on-cpu' AND (app_service = ")
+            .bind(Bind::Str(id.name().to_owned()));
+        if !pids.is_empty() {
+            sql.push(" OR has(")
+                .bind(Bind::U32s(pids))
+                .push(", toUInt32(process_id))");
+        }
+        sql.push(") GROUP BY stack, algo");
+        let rows: Vec<BlobRow> = match self.fetch(sql, &table, "DeepFlow profile").await {
+            Err(ClickHouseError::Schema { detail, .. }) => {
+                tracing::debug!(%table, %detail, "no DeepFlow profiles");
+                Vec::new()
+            }
+            other => other?,
+        };
+        let mut stacks = Vec::with_capacity(rows.len());
+        for row in rows {
+            match decode_stack(&row.stack, &row.algo) {
+                Some(frames) => stacks.push((frames, row.value)),
+                None => {
+                    tracing::warn!(algo = %row.algo, "skipping a profile stack that does not decode")
+                }
+            }
+        }
+        Ok(stacks)
+    }
+
+    async fn events_inner(&self, range: TimeRange) -> Result<Vec<Event>, ClickHouseError> {
+        let table = self.vigil_table(&schema::EVENTS);
+        let mut sql = Sql::new(&format!(
+            "SELECT toUInt32(time) AS at, entity, kind, detail FROM {table} WHERE "
+        ));
+        range_sql(&mut sql, &range);
+        sql.push(" ORDER BY at, entity, kind, detail");
+        let rows: Vec<EventRow> = self.fetch(sql, &table, "events").await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let Some(kind) = EventKind::parse(&row.kind) else {
+                    tracing::warn!(kind = %row.kind, "skipping an event of unknown kind");
+                    return None;
+                };
+                Some(Event {
+                    time: vigil_model::Timestamp(i64::from(row.at)),
+                    entity: parse_id(&row.entity),
+                    kind,
+                    detail: row.detail,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The index of `bucket` in a series of `count` steps from `range.start`.
+fn step_index(range: &TimeRange, step: u32, bucket: u32, count: usize) -> Option<usize> {
+    let offset = i64::from(bucket) - range.start.secs();
+    if offset < 0 {
+        return None;
+    }
+    let index = usize::try_from(offset / i64::from(step.max(1))).ok()?;
+    (index < count).then_some(index)
+}
+
+/// A DeepFlow `profile_location_str` as text: plain, or zstd per `compression_algo`.
+fn decode_stack(bytes: &[u8], algo: &str) -> Option<String> {
+    match algo {
+        "" | "none" => String::from_utf8(bytes.to_vec()).ok(),
+        "zstd" => zstd::decode_all(bytes)
+            .ok()
+            .and_then(|plain| String::from_utf8(plain).ok()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TelemetrySource for ClickHouseStore {
+    fn backend(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn topology(&self, range: TimeRange) -> Result<Topology, SourceError> {
+        Ok(self.topology_inner(range).await?)
+    }
+
+    async fn request_series(&self, query: &SeriesQuery) -> Result<Vec<RequestSeries>, SourceError> {
+        query.validate()?;
+        Ok(self.request_series_inner(query).await?)
+    }
+
+    async fn edge_series(&self, query: &SeriesQuery) -> Result<Vec<EdgeMetrics>, SourceError> {
+        query.validate()?;
+        Ok(self.edge_series_inner(query).await?)
+    }
+
+    async fn call_edges(&self, range: TimeRange) -> Result<Vec<CallEdge>, SourceError> {
+        Ok(self.call_edges_inner(range).await?)
+    }
+
+    async fn resource_series(
+        &self,
+        query: &SeriesQuery,
+        metric: ResourceMetric,
+    ) -> Result<Vec<ResourceSeries>, SourceError> {
+        query.validate()?;
+        Ok(self.resource_series_inner(query, metric).await?)
+    }
+
+    async fn top_statements(
+        &self,
+        query: &StatementQuery,
+    ) -> Result<Vec<StatementStats>, SourceError> {
+        Ok(self.top_statements_inner(query).await?)
+    }
+
+    async fn slow_requests(&self, query: &SampleQuery) -> Result<Vec<RequestSample>, SourceError> {
+        Ok(self.slow_requests_inner(query).await?)
+    }
+
+    async fn profile(&self, entity: &EntityId, range: TimeRange) -> Result<Profile, SourceError> {
+        Ok(self.profile_inner(entity, range).await?)
+    }
+
+    async fn events(&self, range: TimeRange) -> Result<Vec<Event>, SourceError> {
+        Ok(self.events_inner(range).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_follows_the_model() {
+        assert_eq!(
+            kind_sql(),
+            "transform(toUInt32(l7_protocol), [toUInt32(60), toUInt32(61), toUInt32(80)], \
+             ['database', 'database', 'cache'], 'service')"
+        );
+    }
+
+    #[test]
+    fn empty_identity_maps_add_no_transform() {
+        let identity = Identity::default();
+        let log = Log {
+            table: "flow_log.l7_flow_log".into(),
+            has_containers: false,
+        };
+        let sql = identity.server_name(&log);
+        assert!(!sql.text().contains("transform"), "{}", sql.text());
+        assert!(!sql.text().contains('?'));
+    }
+
+    #[test]
+    fn stacks_decode_plain_and_zstd() {
+        let frames = "main;work;hash";
+        assert_eq!(decode_stack(frames.as_bytes(), "").as_deref(), Some(frames));
+        let packed = zstd::encode_all(frames.as_bytes(), 3).expect("compress");
+        assert_eq!(decode_stack(&packed, "zstd").as_deref(), Some(frames));
+        assert_eq!(decode_stack(b"\xff\xfe", "zstd"), None);
+        assert_eq!(decode_stack(frames.as_bytes(), "lz77"), None);
+    }
+}

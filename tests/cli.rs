@@ -1,0 +1,116 @@
+//! The `vigil` binary end to end: the README's main command, config errors and
+//! an unreachable ClickHouse, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vigil(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("VIGIL_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("vigil runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_no_panic(output: &Output) {
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "vigil panicked:\n{stderr}");
+}
+
+#[test]
+fn demo_stores_an_estate_and_shows_every_planted_fault() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = vigil(
+        &[
+            "demo",
+            "--services",
+            "10",
+            "--hours",
+            "12",
+            "--db",
+            "demo.db",
+            "--start",
+            "1704067200",
+        ],
+        dir.path(),
+    );
+    assert_no_panic(&output);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        dir.path().join("demo.db").exists(),
+        "the store file was not written"
+    );
+    for kind in vigil_model::FaultKind::ALL {
+        assert!(
+            stdout.contains(kind.as_str()),
+            "{kind} missing from the demo output:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("the store is blind"),
+        "a planted fault has no stored signal on its root cause:\n{stdout}"
+    );
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "store:\n  embedded:\n    retention_dayz: 3\n",
+    )
+    .expect("write config");
+    let output = vigil(&["config", "check", "bad.yaml"], dir.path());
+    assert_no_panic(&output);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("bad.yaml"), "{stderr}");
+    assert!(stderr.contains("retention_dayz"), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+}
+
+#[test]
+fn config_check_accepts_the_shipped_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in ["deploy/vigil.yaml", "deploy/vigil-clickhouse.yaml"] {
+        let output = vigil(&["config", "check", example], root);
+        assert!(
+            output.status.success(),
+            "{example}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn unreachable_clickhouse_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("vigil.yaml"),
+        "store:\n  embedded:\n    path: state.db\n  clickhouse:\n    url: http://127.0.0.1:1\n",
+    )
+    .expect("write config");
+    let output = vigil(&["-c", "vigil.yaml", "db", "migrate"], dir.path());
+    assert_no_panic(&output);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:1"),
+        "the error should name the address:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().filter(|l| l.starts_with("error")).count() == 1,
+        "{stderr}"
+    );
+}
