@@ -101,8 +101,11 @@ pub struct GuardConfig {
     pub hold_points: usize,
     /// Unscored or normal points allowed inside one anomaly before it ends.
     pub max_gap_points: usize,
-    /// Symptoms of one root entity closer than this in time form one finding.
+    /// Anomalies of one root entity closer than this in time form one finding.
     pub merge_gap_minutes: u32,
+    /// Symptoms (request metrics, SLO burn) of one entity chain over this
+    /// shorter gap only, so two incidents an hour apart stay two.
+    pub symptom_gap_minutes: u32,
     /// Findings whose worst anomaly is below this are dropped: weaker anomalies
     /// only add evidence to findings raised by stronger ones.
     pub min_finding_severity: Severity,
@@ -115,7 +118,8 @@ impl Default for GuardConfig {
             warmup_minutes: 10,
             hold_points: 5,
             max_gap_points: 2,
-            merge_gap_minutes: 30,
+            merge_gap_minutes: 60,
+            symptom_gap_minutes: 15,
             min_finding_severity: Severity::Warning,
         }
     }

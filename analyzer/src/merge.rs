@@ -48,6 +48,10 @@ struct Group {
     anomalies: Vec<Anomaly>,
     symptoms_only: bool,
     score: f64,
+    /// Hosts: largest excess of retransmits or resets over baseline, per step.
+    /// Hosts anomalous together are ranked on it: a count is comparable across
+    /// hosts, a z-score depends on each host's own noise.
+    excess: f64,
 }
 
 /// Groups `anomalies` into findings, strongest first.
@@ -61,37 +65,67 @@ pub fn merge(anomalies: Vec<Anomaly>, context: &Context, guards: &GuardConfig) -
             .or_default()
             .push(anomaly);
     }
+    // Symptoms and causes of one owner are grouped apart: symptoms chain over a
+    // short gap only (two incidents an hour apart are two incidents), causes
+    // (a leak interrupted by OOM kills) over the merge gap.
+    let symptom_gap = i64::from(guards.symptom_gap_minutes) * 60;
     let mut groups: Vec<Group> = Vec::new();
-    for (owner, mut list) in by_owner {
-        list.sort_by(|a, b| {
-            (a.window.start, &a.entity, &a.signal).cmp(&(b.window.start, &b.entity, &b.signal))
-        });
-        for anomaly in list {
-            let joins = groups.last().is_some_and(|g| {
-                g.owner == owner && anomaly.window.start.secs() <= g.end.secs() + gap
+    for (owner, list) in by_owner {
+        for symptoms in [true, false] {
+            let mut part: Vec<Anomaly> = list
+                .iter()
+                .filter(|a| is_symptom(&a.signal) == symptoms)
+                .cloned()
+                .collect();
+            part.sort_by(|a, b| {
+                (a.window.start, &a.entity, &a.signal).cmp(&(b.window.start, &b.entity, &b.signal))
             });
-            if !joins {
-                groups.push(Group {
-                    owner: owner.clone(),
-                    start: anomaly.window.start,
-                    end: anomaly.window.end,
-                    anomalies: Vec::new(),
-                    symptoms_only: true,
-                    score: 0.0,
-                });
-            }
-            if let Some(group) = groups.last_mut() {
-                group.end = group.end.max(anomaly.window.end);
-                group.symptoms_only &= is_symptom(&anomaly.signal);
-                if anomaly.severity > Severity::Info {
-                    group.score = group.score.max(anomaly.score);
+            let gap = if symptoms { symptom_gap } else { gap };
+            let first_new = groups.len();
+            for anomaly in part {
+                let joins = groups.len() > first_new
+                    && groups
+                        .last()
+                        .is_some_and(|g| anomaly.window.start.secs() <= g.end.secs() + gap);
+                if !joins {
+                    groups.push(Group {
+                        owner: owner.clone(),
+                        start: anomaly.window.start,
+                        end: anomaly.window.end,
+                        anomalies: Vec::new(),
+                        symptoms_only: symptoms,
+                        score: 0.0,
+                        excess: 0.0,
+                    });
                 }
-                group.anomalies.push(anomaly);
+                if let Some(group) = groups.last_mut() {
+                    // Informational anomalies (coarse windows) do not stretch a group.
+                    if anomaly.severity > Severity::Info {
+                        group.end = group.end.max(anomaly.window.end);
+                        group.score = group.score.max(anomaly.score);
+                    }
+                    if matches!(
+                        anomaly.signal,
+                        SignalKind::Resource(
+                            ResourceMetric::TcpRetransmits | ResourceMetric::TcpResets
+                        )
+                    ) {
+                        let excess = anomaly.evidence.observed - anomaly.evidence.baseline;
+                        if excess.is_finite() {
+                            group.excess = group.excess.max(excess);
+                        }
+                    }
+                    group.anomalies.push(anomaly);
+                }
             }
         }
     }
-    let overlaps = |a: &Group, b: &Group| {
-        a.start.secs() <= b.end.secs() + gap && b.start.secs() <= a.end.secs() + gap
+    // A cause must already be under way when its symptom starts (a few minutes
+    // of slack for detectors' different delays), not merely close in time.
+    let slack = 5 * 60;
+    let overlaps = |symptom: &Group, cause: &Group| {
+        cause.start.secs() <= symptom.start.secs() + slack
+            && symptom.start.secs() <= cause.end.secs() + slack
     };
     let mut by_entity: BTreeMap<&EntityId, Vec<usize>> = BTreeMap::new();
     for (index, group) in groups.iter().enumerate() {
@@ -108,17 +142,26 @@ pub fn merge(anomalies: Vec<Anomaly>, context: &Context, guards: &GuardConfig) -
                     *other != index
                         && g.owner.kind() == EntityKind::Host
                         && overlaps(group, g)
-                        && (g.score, std::cmp::Reverse(&g.owner))
-                            > (group.score, std::cmp::Reverse(&group.owner))
+                        && g.excess
+                            .total_cmp(&group.excess)
+                            .then_with(|| group.owner.cmp(&g.owner))
+                            .is_gt()
                 })
-                .max_by(|(_, a), (_, b)| a.score.total_cmp(&b.score))
+                .max_by(|(_, a), (_, b)| a.excess.total_cmp(&b.excess))
                 .map(|(other, _)| other);
             continue;
         }
         if !group.symptoms_only {
             continue;
         }
-        // Breadth-first down the call graph: the nearest anomalous callee wins.
+        // The owner's own causes first (a slow statement explains the server's latency).
+        parent[index] = by_entity
+            .get(&group.owner)
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&other| !groups[other].symptoms_only && overlaps(group, &groups[other]));
+        // Then breadth-first down the call graph: the nearest anomalous callee wins.
         let mut queue: VecDeque<(&EntityId, usize)> = VecDeque::from([(&group.owner, 0)]);
         let mut seen = vec![&group.owner];
         let mut reached = vec![&group.owner];

@@ -565,7 +565,9 @@ pub fn rank_case(
                 .then_with(|| entities[b.0].cmp(entities[a.0]))
         })
         .map(|(e, _)| e);
-    let children = children_of(&parents);
+    // One breadth-first search back from the symptom gives every entity its
+    // next hop on a shortest path to it.
+    let towards_symptom = symptom.map(|symptom| next_hops_to(&parents, symptom));
     let top_total: f64 = ranked.iter().take(5).map(|(_, s)| s.max(0.0)).sum();
     let limit = if config.limit == 0 {
         ranked.len()
@@ -583,12 +585,16 @@ pub fn rank_case(
                     .position(|z| z.abs() >= config.threshold)
                     .map(|i| case.times[test_start + i])
             });
-            let path = match symptom {
-                Some(symptom) if graph.is_some() => shortest_path(&children, e, symptom)
-                    .unwrap_or_else(|| vec![e])
-                    .into_iter()
-                    .map(|i| entities[i].to_owned())
-                    .collect(),
+            let path: Vec<String> = match &towards_symptom {
+                Some(next) if graph.is_some() => {
+                    let mut path = vec![e];
+                    let mut cursor = e;
+                    while let Some(hop) = next[cursor] {
+                        path.push(hop);
+                        cursor = hop;
+                    }
+                    path.into_iter().map(|i| entities[i].to_owned()).collect()
+                }
                 _ => vec![entities[e].to_owned()],
             };
             RankedEntity {
@@ -613,43 +619,25 @@ pub fn rank_case(
         .collect())
 }
 
-fn children_of(parents: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    let mut children = vec![Vec::new(); parents.len()];
-    for (child, ps) in parents.iter().enumerate() {
-        for &p in ps {
-            children[p].push(child);
-        }
-    }
-    children
-}
-
-/// Breadth-first path along `next` from `from` to `to`; neighbours are visited
-/// in index (= name) order, so the path is deterministic.
-fn shortest_path(next: &[Vec<usize>], from: usize, to: usize) -> Option<Vec<usize>> {
-    let mut previous = vec![usize::MAX; next.len()];
-    let mut seen = vec![false; next.len()];
-    let mut queue = std::collections::VecDeque::from([from]);
-    seen[from] = true;
+/// For every entity that can reach `target` along cause → effect edges, the
+/// next entity on a shortest path to it (`None` for `target` and for entities
+/// that cannot reach it). Parents are visited in index (= name) order, so paths
+/// are deterministic.
+fn next_hops_to(parents: &[Vec<usize>], target: usize) -> Vec<Option<usize>> {
+    let mut next = vec![None; parents.len()];
+    let mut seen = vec![false; parents.len()];
+    let mut queue = std::collections::VecDeque::from([target]);
+    seen[target] = true;
     while let Some(node) = queue.pop_front() {
-        if node == to {
-            let mut path = vec![to];
-            let mut cursor = to;
-            while previous[cursor] != usize::MAX {
-                cursor = previous[cursor];
-                path.push(cursor);
-            }
-            path.reverse();
-            return Some(path);
-        }
-        for &n in &next[node] {
-            if !seen[n] {
-                seen[n] = true;
-                previous[n] = node;
-                queue.push_back(n);
+        for &cause in &parents[node] {
+            if !seen[cause] {
+                seen[cause] = true;
+                next[cause] = Some(node);
+                queue.push_back(cause);
             }
         }
     }
-    None
+    next
 }
 
 /// The first test step whose total excess over the threshold reaches half the
@@ -895,7 +883,9 @@ mod tests {
         let rows = 220;
         let mut state = 12345u64;
         let mut noise = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
         };
         let mut c = Vec::new();
@@ -920,7 +910,12 @@ mod tests {
         let times = (0..rows as i64).map(|i| 1000 + 60 * i).collect();
         let case = MetricCase::new(
             times,
-            vec![column("a", a), column("b", b), column("c", c), column("d", d)],
+            vec![
+                column("a", a),
+                column("b", b),
+                column("c", c),
+                column("d", d),
+            ],
             1000 + 60 * 200,
         );
         let graph = parse_graph_json(
@@ -987,8 +982,9 @@ mod tests {
         assert_eq!(parse_inject_time("\n1700000000\n"), Ok(1_700_000_000));
         let err = parse_inject_time("soon").expect_err("not a number");
         assert!(err.to_string().contains("line 1"), "{err}");
-        let err = parse_graph_json("{\"edges\":[\n{\"from\":\"a\",\"to\":\"b\",\"relation\":\"eats\"}]}")
-            .expect_err("unknown relation");
+        let err =
+            parse_graph_json("{\"edges\":[\n{\"from\":\"a\",\"to\":\"b\",\"relation\":\"eats\"}]}")
+                .expect_err("unknown relation");
         assert!(err.to_string().starts_with("line 2"), "{err}");
     }
 }

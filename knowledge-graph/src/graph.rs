@@ -368,13 +368,18 @@ impl KnowledgeGraph {
                 }
             }
         }
+        // Everything running on those placements, however deep (host →
+        // container → instance), and the services of those instances.
         let mut found = BTreeSet::new();
-        for &placement in &placements {
-            found.insert(placement);
+        let mut frontier: Vec<NodeIndex> = placements.iter().copied().collect();
+        found.extend(placements.iter().copied());
+        while let Some(placement) = frontier.pop() {
             for tenant in self.edge_neighbours(placement, Direction::Incoming, |k| {
                 matches!(k, EdgeKind::RunsOn)
             }) {
-                found.insert(tenant);
+                if found.insert(tenant) {
+                    frontier.push(tenant);
+                }
                 found.extend(self.edge_neighbours(tenant, Direction::Outgoing, |k| {
                     matches!(k, EdgeKind::InstanceOf)
                 }));

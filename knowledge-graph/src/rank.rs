@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn the_deepest_earliest_anomalous_dependency_ranks_first() {
         let (graph, anomalies, gateway, mysql) = setup();
-        let symptom = Symptom { entity: gateway.clone(), at: Timestamp(120) };
+        let symptom = Symptom {
+            entity: gateway.clone(),
+            at: Timestamp(120),
+        };
         let ranked = rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default())
             .expect("known symptom");
         assert_eq!(ranked[0].entity, mysql, "{ranked:#?}");
@@ -289,9 +292,11 @@ mod tests {
         let (graph, mut anomalies, gateway, _) = setup();
         let symptom = Symptom::from_anomalies(&anomalies).expect("anomalies");
         assert_eq!(symptom.entity, gateway);
-        let first = rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default()).expect("ok");
+        let first =
+            rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default()).expect("ok");
         anomalies.reverse();
-        let second = rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default()).expect("ok");
+        let second =
+            rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default()).expect("ok");
         assert_eq!(first, second);
     }
 
@@ -299,10 +304,19 @@ mod tests {
     fn a_saturated_co_located_neighbour_is_a_candidate() {
         let (graph, mut anomalies, _, _) = setup();
         let worker = EntityId::new(EntityKind::Container, "worker-1");
-        anomalies.push(anomaly(&worker, SignalKind::Resource(ResourceMetric::CpuCores), 0, 8.0));
+        anomalies.push(anomaly(
+            &worker,
+            SignalKind::Resource(ResourceMetric::CpuCores),
+            0,
+            8.0,
+        ));
         let api = EntityId::new(EntityKind::Service, "api");
-        let symptom = Symptom { entity: api, at: Timestamp(60) };
-        let ranked = rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default()).expect("ok");
+        let symptom = Symptom {
+            entity: api,
+            at: Timestamp(60),
+        };
+        let ranked =
+            rank_root_causes(&graph, &symptom, &anomalies, &RankConfig::default()).expect("ok");
         assert!(ranked.iter().any(|c| c.entity == worker), "{ranked:#?}");
     }
 }

@@ -62,11 +62,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mass_flows_to_the_sink_of_a_chain() {
-        // 0 → 1 → 2, personalised on 0: the end of the chain collects the most.
-        let edges = vec![vec![(1, 1.0)], vec![(2, 1.0)], vec![]];
-        let rank = personalised_pagerank(&edges, &[1.0, 0.0, 0.0], 0.85, 100);
+    fn mass_gathers_where_walks_from_several_symptoms_meet() {
+        // 0 → 2 and 1 → 2, personalised on 0 and 1: their common cause collects
+        // d / (1 + d) of the mass, more than either symptom.
+        let edges = vec![vec![(2, 1.0)], vec![(2, 1.0)], vec![]];
+        let rank = personalised_pagerank(&edges, &[1.0, 1.0, 0.0], 0.85, 200);
         assert!((rank.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-        assert!(rank[2] > rank[1] && rank[2] > rank[0], "{rank:?}");
+        assert!((rank[2] - 0.85 / 1.85).abs() < 1e-6, "{rank:?}");
+        assert!(rank[2] > rank[0] && rank[0] == rank[1], "{rank:?}");
     }
 }

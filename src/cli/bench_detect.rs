@@ -159,9 +159,11 @@ fn build(
 }
 
 fn span(finding: &Finding) -> (Timestamp, Timestamp) {
+    // Informational anomalies (coarse windows) do not date a finding.
     let start = finding
         .anomalies
         .iter()
+        .filter(|a| a.severity > vigil_model::Severity::Info)
         .map(|a| a.window.start)
         .min()
         .unwrap_or(Timestamp(0));
@@ -267,8 +269,13 @@ fn accuracy(args: &DetectBenchArgs) -> anyhow::Result<()> {
             if count > 0 {
                 entry.detected += 1;
             } else if args.verbose {
+                let traffic = input
+                    .requests
+                    .iter()
+                    .find(|r| r.entity == fault.root_cause)
+                    .and_then(|r| vigil_analyzer::stats::median(&r.metrics.requests));
                 println!(
-                    "seed {seed}: MISSED {} on {} ({})",
+                    "seed {seed}: MISSED {} on {} ({}; median requests/min {traffic:?})",
                     fault.kind, fault.root_cause, fault.detail
                 );
             }

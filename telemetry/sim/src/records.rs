@@ -13,6 +13,10 @@ use crate::estate::Estate;
 use crate::layout::Role;
 use crate::noise::{hash, stream};
 
+/// Address of the load balancer in front of the estate: the client of every
+/// gateway request (TEST-NET-2, never a real host).
+const INGRESS_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
+
 /// Streams the records of a range: one minute's state at a time, one edge's
 /// generator at a time, so memory stays flat however large the range.
 pub(crate) struct RequestRecords<'a> {
@@ -22,7 +26,11 @@ pub(crate) struct RequestRecords<'a> {
     /// Next minute to compute.
     next_minute: u32,
     end_minute: u32,
-    /// Next edge to start in the current minute.
+    /// Gateway nodes: after the call edges, each minute also yields the
+    /// external requests entering every gateway, as DeepFlow sees them server side.
+    gateways: Vec<usize>,
+    /// Next edge to start in the current minute; indices past the call edges
+    /// stand for the gateways' ingress.
     next_edge: usize,
     edge: usize,
     remaining: u32,
@@ -41,16 +49,73 @@ impl<'a> RequestRecords<'a> {
         let first = clamp(range.start.secs());
         let end = clamp(range.end.secs()).max(first);
         let edges = estate.layout.edges.len();
+        let gateways: Vec<usize> = estate
+            .layout
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| node.role == Role::Gateway)
+            .map(|(index, _)| index)
+            .collect();
         Self {
             estate,
             state: MinuteState::new(estate),
             per_edge_minute,
             next_minute: first,
             end_minute: end,
-            next_edge: edges,
+            next_edge: edges + gateways.len(),
+            gateways,
             edge: 0,
             remaining: 0,
             rng: ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+
+    /// One external request entering a gateway, from the estate's load balancer.
+    fn draw_ingress(&mut self, node_index: usize) -> RequestRecord {
+        let layout = &self.estate.layout;
+        let state = &self.state;
+        let rng = &mut self.rng;
+        let node = &layout.nodes[node_index];
+        let instance = &layout.instances[rng.gen_range(node.instances.clone())];
+        let latency = state.node_latency[node_index];
+        let z: f64 = rng.sample(StandardNormal);
+        let duration_ms = (latency.mu + latency.sigma * z).exp();
+        let failed = rng.gen::<f64>() < state.node_error_ratio[node_index];
+        let (status, code) = if failed {
+            (ResponseStatus::ServerError, Some(502))
+        } else {
+            (ResponseStatus::Ok, Some(200))
+        };
+        let operation = &layout.ops[node.ops.start + rng.gen_range(0..node.ops.len())];
+        let minute_start_us =
+            u64::try_from(self.estate.minute_time(state.minute).secs()).unwrap_or(0) * 1_000_000;
+        RequestRecord {
+            start_us: minute_start_us + rng.gen_range(0..60_000_000u64),
+            duration_us: (duration_ms * 1000.0).round().max(1.0) as u64,
+            protocol: L7Protocol::Http,
+            request_type: operation.request_type.clone(),
+            resource: operation.resource.clone(),
+            endpoint: format!("{} {}", operation.request_type, operation.resource),
+            status,
+            code,
+            client: Peer {
+                ip: IpAddr::V4(INGRESS_IP),
+                port: rng.gen_range(32_768..61_000),
+                pid: 0,
+                process_name: "ingress".to_owned(),
+                service: String::new(),
+                instance: String::new(),
+            },
+            server: Peer {
+                ip: IpAddr::V4(layout.hosts[instance.host].ip),
+                port: node.port,
+                pid: instance.pid,
+                process_name: node.process_name.clone(),
+                service: node.name.clone(),
+                instance: instance.name.clone(),
+            },
+            trace_id: format!("{:032x}", rng.gen::<u128>()),
         }
     }
 
@@ -175,15 +240,21 @@ impl Iterator for RequestRecords<'_> {
 
     fn next(&mut self) -> Option<RequestRecord> {
         loop {
+            let edges = self.estate.layout.edges.len();
             if self.remaining > 0 {
                 self.remaining -= 1;
-                return Some(self.draw());
+                return Some(match self.edge.checked_sub(edges) {
+                    Some(gateway) => self.draw_ingress(self.gateways[gateway]),
+                    None => self.draw(),
+                });
             }
-            let edges = self.estate.layout.edges.len();
-            if self.next_edge < edges {
+            if self.next_edge < edges + self.gateways.len() {
                 let edge = self.next_edge;
                 self.next_edge += 1;
-                let calls = self.state.edge_requests[edge];
+                let calls = match edge.checked_sub(edges) {
+                    Some(gateway) => self.state.node_requests[self.gateways[gateway]],
+                    None => self.state.edge_requests[edge],
+                };
                 self.remaining = self
                     .per_edge_minute
                     .min(calls.min(f64::from(u32::MAX)) as u32);
@@ -199,7 +270,7 @@ impl Iterator for RequestRecords<'_> {
                 }
                 continue;
             }
-            if self.next_minute >= self.end_minute || edges == 0 {
+            if self.next_minute >= self.end_minute || edges + self.gateways.len() == 0 {
                 return None;
             }
             self.estate
