@@ -38,16 +38,16 @@ impl AnalyzerConfig {
         if self.guards.hold_points == 0 {
             return bad("guards.hold_points", "must be at least 1");
         }
-        if !(self.baseline.threshold > 0.0) {
+        if !is_positive(self.baseline.threshold) {
             return bad("baseline.threshold", "must be positive");
         }
         if self.baseline.history_days == 0 {
             return bad("baseline.history_days", "must be at least 1");
         }
-        if !(self.baseline.latency_min_ratio >= 1.0) {
+        if self.baseline.latency_min_ratio.is_nan() || self.baseline.latency_min_ratio < 1.0 {
             return bad("baseline.latency_min_ratio", "must be at least 1");
         }
-        if !(self.cpu.threshold > 0.0) {
+        if !is_positive(self.cpu.threshold) {
             return bad("cpu.threshold", "must be positive");
         }
         if !(0.0 < self.cpu.saturation_share && self.cpu.saturation_share <= 1.0) {
@@ -63,7 +63,7 @@ impl AnalyzerConfig {
             return bad("slo.availability_objective", "must be in (0, 1)");
         }
         for (index, rule) in self.slo.burn_rules.iter().enumerate() {
-            if rule.long_minutes == 0 || rule.short_minutes == 0 || !(rule.factor > 0.0) {
+            if rule.long_minutes == 0 || rule.short_minutes == 0 || !is_positive(rule.factor) {
                 return bad(
                     &format!("slo.burn_rules[{index}]"),
                     "windows must be at least one minute and the factor positive",
@@ -71,9 +71,10 @@ impl AnalyzerConfig {
             }
         }
         for (index, objective) in self.slo.latency_objectives.iter().enumerate() {
-            if !(objective.threshold_ms > 0.0)
-                || !(0.0 < objective.objective && objective.objective < 1.0)
-            {
+            let valid = is_positive(objective.threshold_ms)
+                && 0.0 < objective.objective
+                && objective.objective < 1.0;
+            if !valid {
                 return bad(
                     &format!("slo.latency_objectives[{index}]"),
                     "threshold_ms must be positive and objective in (0, 1)",
@@ -85,6 +86,11 @@ impl AnalyzerConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `value` is a number above zero (`NaN` is not).
+fn is_positive(value: f64) -> bool {
+    value > 0.0
 }
 
 /// Guards against noise, applied by every detector.

@@ -45,7 +45,8 @@ pub fn detect_all(
         );
         let mut quiet = warmup.clone();
         for (t, q) in quiet.iter_mut().enumerate() {
-            *q |= !(m.requests[t] >= guards.min_requests_per_step);
+            // `NaN` (no data) is not enough traffic either.
+            *q |= m.requests[t].is_nan() || m.requests[t] < guards.min_requests_per_step;
         }
         for &metric in &config.baseline.latency_metrics {
             anomalies.extend(scorer.detect(

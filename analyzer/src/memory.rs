@@ -62,7 +62,7 @@ pub fn memory_anomalies(
             continue;
         }
         let level = median(&values[first..(first + 5).min(end)]).unwrap_or(f64::NAN);
-        if !(level > 0.0) {
+        if level.is_nan() || level <= 0.0 {
             continue;
         }
         let mut sums = Sums::default();

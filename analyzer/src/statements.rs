@@ -92,7 +92,7 @@ pub fn statement_anomalies(
     anomalies
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn latency(
     server: &EntityId,
     shape: &str,
@@ -221,7 +221,7 @@ fn errors(
     let mut flags = vec![Flag::Unknown; len];
     for t in from..len {
         let n = columns.count[t];
-        if !(n >= config.min_count_per_step as f64) || !share[t].is_finite() {
+        if n.is_nan() || n < config.min_count_per_step as f64 || !share[t].is_finite() {
             continue;
         }
         let sd = (n * p0 * (1.0 - p0)).sqrt().max(0.5);

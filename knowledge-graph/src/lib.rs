@@ -18,6 +18,8 @@
 //! - [`case`]: offline cases in the RCAEval layout (`data.csv`,
 //!   `inject_time.txt`, `graph.json`), parsed from text the caller read, and
 //!   [`case::rank_case`], which ranks entities from raw metric series.
+//! - [`telemetry`]: a metric case and its causal graph from what a
+//!   `TelemetrySource` returns, and resolution of containers to services.
 //!
 //! # Determinism
 //! Same input, same output: nodes are indexed in id order, every iteration
@@ -29,6 +31,7 @@ pub mod graph;
 pub mod lookup;
 pub mod rank;
 mod stats;
+pub mod telemetry;
 mod walk;
 
 pub use case::{
@@ -38,6 +41,7 @@ pub use case::{
 pub use graph::{EdgeKind, GraphEdge, GraphNode, GraphSnapshot, KnowledgeGraph, WindowUpdate};
 pub use lookup::{AliasConfig, NameLookup, NameMatch};
 pub use rank::{rank_root_causes, RankConfig, Symptom};
+pub use telemetry::{case_from_telemetry, owning_services, resolve_to_services};
 
 use vigil_model::EntityId;
 

@@ -141,15 +141,21 @@ pub(crate) fn ridge_fit(
         .iter()
         .map(|r| usable.iter().map(|&row| r[row]).sum::<f64>() / n)
         .collect();
+    // Gather the centred rows contiguously: the regressors are separate
+    // columns, and striding across them row by row is what costs.
+    let mut x = Vec::with_capacity(usable.len() * k);
+    for &row in &usable {
+        x.extend(regressors.iter().zip(&means).map(|(r, m)| r[row] - m));
+    }
     let mut gram = vec![0.0; k * k];
     let mut rhs = vec![0.0; k];
-    for &row in &usable {
+    for (&row, xs) in usable.iter().zip(x.chunks_exact(k.max(1))) {
         let y = target[row] - target_mean;
         for i in 0..k {
-            let xi = regressors[i][row] - means[i];
+            let xi = xs[i];
             rhs[i] += xi * y;
             for j in 0..=i {
-                gram[i * k + j] += xi * (regressors[j][row] - means[j]);
+                gram[i * k + j] += xi * xs[j];
             }
         }
     }

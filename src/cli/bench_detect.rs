@@ -369,7 +369,7 @@ fn synthetic(index: usize, days: usize) -> Vec<f64> {
                 * (1.0 + 0.08 * noise)
         })
         .collect();
-    if index % 100 == 0 {
+    if index.is_multiple_of(100) {
         let onset = (days - 1) * 1440 + 600;
         for v in &mut values[onset..onset + 60] {
             *v *= 3.0;

@@ -388,6 +388,8 @@ impl Noise {
 /// `> i`, two edges per node on average, weights ±[0.5, 2]; one root cause
 /// gets a 10σ fault for 2 steps at step 1,440 of 1,450 (at 5,000 entities a
 /// weaker one is lost among the noise's own extremes).
+// reason: rows and nodes index several parallel arrays at once.
+#[allow(clippy::needless_range_loop)]
 fn synthetic_case(nodes: usize, seed: u64) -> (MetricCase, CaseGraph, String) {
     const NORMAL: usize = 1440;
     const ROWS: usize = 1450;

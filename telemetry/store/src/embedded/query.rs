@@ -1,7 +1,7 @@
 //! Reading telemetry back: the synchronous halves of the
 //! [`vigil_model::TelemetrySource`] methods.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{params, Row, ToSql};
 use vigil_model::{
@@ -176,25 +176,16 @@ impl Database {
     fn edge_grids(
         &self,
         window: &Window,
+        named: &[EntityId],
         accept: impl Fn(&EntityId, &EntityId) -> bool,
     ) -> Result<BTreeMap<(EntityId, EntityId, L7Protocol), MinuteGrid>, StoreError> {
         let table = "edge_chunk";
-        let mut select = self
-            .connection
-            .prepare_cached(
-                "SELECT client, server, protocol, chunk_start, data FROM edge_chunk
-                 WHERE chunk_start >= ?1 AND chunk_start < ?2",
-            )
-            .map_err(self.error(table))?;
-        let mut rows = select
-            .query(params![window.first_chunk, window.end])
-            .map_err(self.error(table))?;
         let mut grids = BTreeMap::new();
-        while let Some(found) = rows.next().map_err(self.error(table))? {
+        let mut fill = |found: &rusqlite::Row<'_>| -> Result<(), StoreError> {
             let client = self.entity(found.get(0).map_err(self.error(table))?, table)?;
             let server = self.entity(found.get(1).map_err(self.error(table))?, table)?;
             if !accept(client, server) {
-                continue;
+                return Ok(());
             }
             let protocol = protocol_of(found.get(2).map_err(self.error(table))?);
             let chunk_start: i64 = found.get(3).map_err(self.error(table))?;
@@ -207,7 +198,47 @@ impl Database {
                 &mut grids,
                 key,
                 (chunk_start, &blob),
-            )?;
+            )
+        };
+        if named.is_empty() {
+            let mut select = self
+                .connection
+                .prepare_cached(
+                    "SELECT client, server, protocol, chunk_start, data FROM edge_chunk
+                     WHERE chunk_start >= ?1 AND chunk_start < ?2",
+                )
+                .map_err(self.error(table))?;
+            let mut rows = select
+                .query(params![window.first_chunk, window.end])
+                .map_err(self.error(table))?;
+            while let Some(found) = rows.next().map_err(self.error(table))? {
+                fill(found)?;
+            }
+        } else {
+            // A few named entities: use the by-client and by-server indexes
+            // instead of reading every edge of the window.
+            let mut select = self
+                .connection
+                .prepare_cached(
+                    "SELECT client, server, protocol, chunk_start, data FROM edge_chunk
+                     WHERE client = ?1 AND chunk_start >= ?2 AND chunk_start < ?3
+                     UNION ALL
+                     SELECT client, server, protocol, chunk_start, data FROM edge_chunk
+                     WHERE server = ?1 AND client != ?1 AND chunk_start >= ?2 AND chunk_start < ?3",
+                )
+                .map_err(self.error(table))?;
+            let rows: BTreeSet<i64> = named
+                .iter()
+                .filter_map(|id| self.entity_rows.get(id).copied())
+                .collect();
+            for row in rows {
+                let mut found_rows = select
+                    .query(params![row, window.first_chunk, window.end])
+                    .map_err(self.error(table))?;
+                while let Some(found) = found_rows.next().map_err(self.error(table))? {
+                    fill(found)?;
+                }
+            }
         }
         grids.retain(|_, grid| grid.has_data());
         Ok(grids)
@@ -229,7 +260,7 @@ impl Database {
     pub fn edge_series(&self, query: &SeriesQuery) -> Result<Vec<EdgeMetrics>, StoreError> {
         let window = Window::new(query.range, query.step_secs);
         let filter = &query.filter;
-        let grids = self.edge_grids(&window, |client, server| {
+        let grids = self.edge_grids(&window, &filter.ids, |client, server| {
             filter.matches(client) || filter.matches(server)
         })?;
         Ok(grids
@@ -246,7 +277,7 @@ impl Database {
     /// See [`vigil_model::TelemetrySource::call_edges`].
     pub fn call_edges(&self, range: TimeRange) -> Result<Vec<CallEdge>, StoreError> {
         let window = Window::new(range, MINUTE_SECS);
-        let grids = self.edge_grids(&window, |_, _| true)?;
+        let grids = self.edge_grids(&window, &[], |_, _| true)?;
         Ok(grids
             .into_iter()
             .map(|((client, server, protocol), grid)| {

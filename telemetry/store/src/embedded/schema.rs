@@ -54,6 +54,9 @@ CREATE TABLE edge_chunk (
     data        BLOB NOT NULL,
     PRIMARY KEY (chunk_start, client, server, protocol)
 );
+-- Edge series of a few named entities are looked up from either end.
+CREATE INDEX edge_chunk_by_client ON edge_chunk (client, chunk_start);
+CREATE INDEX edge_chunk_by_server ON edge_chunk (server, chunk_start);
 CREATE TABLE resource_chunk (
     chunk_start INTEGER NOT NULL,
     metric      TEXT NOT NULL,
