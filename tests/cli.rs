@@ -114,3 +114,42 @@ fn unreachable_clickhouse_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn prune_deletes_telemetry_older_than_the_retention() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 2024-01-01: far older than the default 14 days of retention.
+    let demo = vigil(
+        &[
+            "demo",
+            "--services",
+            "4",
+            "--hours",
+            "2",
+            "--no-faults",
+            "--db",
+            "old.db",
+            "--start",
+            "1704067200",
+        ],
+        dir.path(),
+    );
+    assert!(demo.status.success(), "{}", text(&demo.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["db", "prune"])
+        .current_dir(dir.path())
+        .env_remove("VIGIL_CONFIG")
+        .env("VIGIL_STORE__EMBEDDED__PATH", "old.db")
+        .output()
+        .expect("vigil runs");
+    assert_no_panic(&output);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let chunks: usize = stdout
+        .split("deleted ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chunk count in {stdout:?}"));
+    assert!(chunks > 0, "nothing was pruned: {stdout}");
+}

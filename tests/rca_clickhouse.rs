@@ -123,11 +123,13 @@ async fn rank_through(
     let mut graph = KnowledgeGraph::from_topology(&topology);
     graph.apply_window(range, &topology, &calls, &[]);
 
-    // The symptom: the most upstream caller whose dependencies include the
-    // root cause (a gateway, typically), as an alert on it would be.
-    let symptom = graph
-        .nodes()
-        .map(|node| node.entity.id.clone())
+    // The symptom: the most upstream service of the estate (not the outside
+    // clients call edges also name) whose dependencies include the root cause
+    // (a gateway, typically), as an alert on it would be.
+    let symptom = topology
+        .entities
+        .iter()
+        .map(|entity| entity.id.clone())
         .filter(|id| {
             matches!(id.kind(), EntityKind::Service) && *id != fault.root_cause && {
                 graph

@@ -328,6 +328,12 @@ pub struct CaseRankConfig {
     pub ridge: f64,
     /// Weight of the PageRank lift (0 disables the walk).
     pub walk_weight: f64,
+    /// Factor on the score of an anomalous entity with an anomalous ancestor
+    /// in the graph whose onset is no later: its anomaly is probably inherited
+    /// along an edge the regression could not model (a relation invisible in
+    /// normal times, such as a host's retransmits and its services' latency).
+    /// 1 disables it.
+    pub inherited_discount: f64,
     /// Candidates returned (0 = all).
     pub limit: usize,
 }
@@ -343,6 +349,7 @@ impl Default for CaseRankConfig {
             max_regressors: 8,
             ridge: 1e-3,
             walk_weight: 0.2,
+            inherited_discount: 0.5,
             limit: 0,
         }
     }
@@ -538,15 +545,48 @@ pub fn rank_case(
         vec![0.0; entities.len()]
     };
 
+    // Onset of each anomalous entity (first test step its best column is
+    // beyond the threshold), for the inherited-anomaly discount.
+    let onset_of: Vec<Option<usize>> = per_entity
+        .iter()
+        .map(|s| {
+            if s.own < config.threshold {
+                return None;
+            }
+            s.best_column.and_then(|c| {
+                scored.own[c]
+                    .iter()
+                    .position(|z| z.abs() >= config.threshold)
+            })
+        })
+        .collect();
+    let inherited: Vec<bool> = if use_walk && config.inherited_discount < 1.0 {
+        onset_of
+            .iter()
+            .enumerate()
+            .map(|(e, onset)| {
+                onset.is_some_and(|onset| {
+                    reachable(&parents, e)
+                        .into_iter()
+                        .any(|a| a != e && onset_of[a].is_some_and(|o| o <= onset))
+                })
+            })
+            .collect()
+    } else {
+        vec![false; entities.len()]
+    };
     let mut ranked: Vec<(usize, f64)> = per_entity
         .iter()
         .enumerate()
         .map(|(e, s)| {
-            let score = if use_walk {
+            let mut score = if use_walk {
                 s.own * (1.0 + config.walk_weight * walk[e])
             } else {
                 s.own
             };
+            if inherited[e] {
+                score *= config.inherited_discount;
+            }
             (e, if score.is_finite() { score } else { 0.0 })
         })
         .collect();
@@ -681,9 +721,10 @@ fn score_vigil(
             column_entity[c] = e;
         }
     }
-    let mut lagged = vec![f64::NAN; rows];
-    let mut regressors_of: Vec<Vec<usize>> = Vec::with_capacity(case.columns.len());
-    for (c, column) in case.columns.iter().enumerate() {
+    // Each column is fitted on its own, so columns are scored in parallel
+    // chunks; the result does not depend on how they are split.
+    let score_column = |c: usize| -> (Vec<f64>, Vec<f64>, Vec<usize>) {
+        let column = &case.columns[c];
         let values = &column.values;
         let raw_baseline = Baseline::robust(&values[fit_start..test_start]);
         let raw_z: Vec<f64> = values[test_start..]
@@ -691,14 +732,11 @@ fn score_vigil(
             .map(|&v| raw_baseline.map_or(0.0, |b| b.z(v)))
             .collect();
         if !with_graph {
-            own.push(raw_z.clone());
-            raw.push(raw_z);
-            regressors_of.push(Vec::new());
-            continue;
+            return (raw_z.clone(), raw_z, Vec::new());
         }
         // Regressors: own lag, then parents' columns (same metric first), then
         // grandparents', up to the cap.
-        lagged[0] = f64::NAN;
+        let mut lagged = vec![f64::NAN; rows];
         lagged[1..].copy_from_slice(&values[..rows - 1]);
         let e = column_entity[c];
         let mut candidates: Vec<usize> = Vec::new();
@@ -736,6 +774,41 @@ fn score_vigil(
         );
         let own_z = residual_z(values, &regressors, fit_start, test_start, config.ridge)
             .unwrap_or_else(|| raw_z.clone());
+        (own_z, raw_z, candidates)
+    };
+    let columns = case.columns.len();
+    let threads = if columns >= 512 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        1
+    };
+    let results: Vec<(Vec<f64>, Vec<f64>, Vec<usize>)> = if threads > 1 {
+        let chunk = columns.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..columns)
+                .step_by(chunk)
+                .map(|from| {
+                    let score_column = &score_column;
+                    scope.spawn(move || {
+                        (from..(from + chunk).min(columns))
+                            .map(score_column)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| match handle.join() {
+                    Ok(part) => part,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    } else {
+        (0..columns).map(score_column).collect()
+    };
+    let mut regressors_of: Vec<Vec<usize>> = Vec::with_capacity(columns);
+    for (own_z, raw_z, candidates) in results {
         own.push(own_z);
         raw.push(raw_z);
         regressors_of.push(candidates);

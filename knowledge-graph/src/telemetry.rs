@@ -208,8 +208,8 @@ pub fn owning_services(topology: &Topology) -> BTreeMap<String, String> {
             }
             let (from, to) = (relation.from.to_string(), relation.to.to_string());
             if let Some(service) = owners.get(&from).cloned() {
-                if !owners.contains_key(&to) {
-                    owners.insert(to, service);
+                if let std::collections::btree_map::Entry::Vacant(slot) = owners.entry(to) {
+                    slot.insert(service);
                     changed = true;
                 }
             }

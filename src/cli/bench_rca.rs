@@ -21,8 +21,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use vigil_knowledge_graph::{
-    rank_case, CaseEdge, CaseGraph, CaseMethod, CaseRankConfig, CaseRelation, MetricCase,
-    MetricColumn,
+    owning_services, rank_case, resolve_to_services, CaseEdge, CaseGraph, CaseMethod,
+    CaseRankConfig, CaseRelation, MetricCase, MetricColumn,
 };
 use vigil_model::{EntityKind, FaultKind, RelationKind, ResourceMetric};
 use vigil_sim::{Estate, FaultSpec, SimConfig, DEFAULT_START};
@@ -52,6 +52,10 @@ struct TruthCase {
     graph: Option<CaseGraph>,
     truth: BTreeSet<String>,
     peers: BTreeMap<String, (Vec<String>, f64)>,
+    /// Service owning each container, instance or process (simulator cases):
+    /// rankings are resolved through it before scoring, so a fault found at a
+    /// service's container counts once, for the service.
+    owners: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -140,6 +144,7 @@ fn accuracy_table(cases: &[TruthCase]) -> anyhow::Result<()> {
             let ranked = rank_case(&case.case, graph, &config)?;
             let seconds = started.elapsed().as_secs_f64();
             let ranking: Vec<String> = ranked.into_iter().map(|r| r.entity).collect();
+            let ranking = resolve_to_services(&ranking, &case.owners);
             if !order.iter().any(|o| o == name) {
                 order.push(name.to_owned());
             }
@@ -153,10 +158,11 @@ fn accuracy_table(cases: &[TruthCase]) -> anyhow::Result<()> {
             if !order.contains(&name) {
                 order.push(name.clone());
             }
+            let ranking = resolve_to_services(ranking, &case.owners);
             tallies
                 .entry(name)
                 .or_default()
-                .add(ranking, &case.truth, *seconds);
+                .add(&ranking, &case.truth, *seconds);
         }
     }
     println!("| method | cases | AC@1 | AC@3 | Avg@5 | median ms/case |");
@@ -217,6 +223,7 @@ fn load_folder(folder: &Path) -> anyhow::Result<Vec<TruthCase>> {
             graph: loaded.graph,
             truth,
             peers,
+            owners: BTreeMap::new(),
         });
     }
     Ok(cases)
@@ -339,13 +346,9 @@ fn simulated_cases(count: usize) -> anyhow::Result<Vec<TruthCase>> {
             .faults()
             .first()
             .context("the simulator planted no fault")?;
-        let mut truth = BTreeSet::from([fault.root_cause.to_string()]);
-        // A service's fault may be named at its container and vice versa.
-        for (instance, container) in &container_of {
-            if service_of.get(instance) == Some(&fault.root_cause.to_string()) {
-                truth.insert(container.clone());
-            }
-        }
+        // One true cause: the planted entity. Rankings are resolved to
+        // services before scoring, so its containers do not count separately.
+        let truth = BTreeSet::from([fault.root_cause.to_string()]);
         let graph = CaseGraph {
             nodes: Vec::new(),
             edges: edges
@@ -359,6 +362,7 @@ fn simulated_cases(count: usize) -> anyhow::Result<Vec<TruthCase>> {
             graph: Some(graph),
             truth,
             peers: BTreeMap::new(),
+            owners: owning_services(&topology),
         });
     }
     Ok(cases)

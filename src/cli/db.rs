@@ -1,6 +1,7 @@
 //! `vigil db …`: schema migrations.
 
 use clap::Subcommand;
+use vigil_model::Timestamp;
 
 use crate::config::Config;
 use crate::wiring;
@@ -12,6 +13,8 @@ pub enum DbCommand {
     Migrate,
     /// List the known ClickHouse migrations.
     Migrations,
+    /// Delete embedded telemetry older than `store.embedded.retention_days` (and old reports).
+    Prune,
 }
 
 /// Runs a `db` subcommand.
@@ -38,6 +41,24 @@ pub async fn run(config: &Config, command: DbCommand) -> anyhow::Result<()> {
                 }
                 None => println!("clickhouse: not configured (store.clickhouse), nothing to do"),
             }
+        }
+        DbCommand::Prune => {
+            let store = wiring::open_embedded(&config.store.embedded).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs())
+                .unwrap_or(0);
+            let now = Timestamp::from_secs(i64::try_from(now).unwrap_or(i64::MAX));
+            let pruned = store.apply_retention(now).await?;
+            println!(
+                "embedded store {}: deleted {} series chunks, {} rows, {} topology entries, {} reports and runs older than {} days",
+                config.store.embedded.path.display(),
+                pruned.chunks,
+                pruned.rows,
+                pruned.topology,
+                pruned.state,
+                config.store.embedded.retention_days
+            );
         }
         DbCommand::Migrations => {
             for migration in vigil_store::clickhouse::MIGRATIONS {

@@ -30,7 +30,7 @@ pub use signal::{
 };
 pub use source::{
     EntityFilter, SampleQuery, SeriesQuery, SourceError, StatementOrder, StatementQuery,
-    TelemetrySource,
+    StatementStepQuery, TelemetrySource,
 };
 pub use time::{TimeRange, Timestamp, MINUTE_SECS};
 

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::batch::StatementStep;
 use crate::entity::{EntityId, EntityKind, L7Protocol, Topology};
 use crate::signal::{
     CallEdge, EdgeMetrics, Event, Profile, RequestSample, RequestSeries, ResourceMetric,
@@ -105,14 +106,17 @@ pub struct SeriesQuery {
 impl SeriesQuery {
     /// Checks the step: stores keep minutes, so steps are whole minutes.
     pub fn validate(&self) -> Result<(), SourceError> {
-        if self.step_secs == 0 || !self.step_secs.is_multiple_of(60) {
-            return Err(SourceError::InvalidRequest(format!(
-                "step_secs must be a positive multiple of 60, got {}",
-                self.step_secs
-            )));
-        }
-        Ok(())
+        validate_step(self.step_secs)
     }
+}
+
+fn validate_step(step_secs: u32) -> Result<(), SourceError> {
+    if step_secs == 0 || !step_secs.is_multiple_of(60) {
+        return Err(SourceError::InvalidRequest(format!(
+            "step_secs must be a positive multiple of 60, got {step_secs}"
+        )));
+    }
+    Ok(())
 }
 
 /// How to order statement statistics.
@@ -140,6 +144,27 @@ pub struct StatementQuery {
     pub order: StatementOrder,
     /// At most this many rows.
     pub limit: usize,
+}
+
+/// A request for statement statistics per step, for detectors that need a
+/// shape's history rather than a window summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementStepQuery {
+    /// Only this server; all when `None`.
+    pub server: Option<EntityId>,
+    /// Only this protocol; all database and cache protocols when `None`.
+    pub protocol: Option<L7Protocol>,
+    /// Over what time (widened to whole steps).
+    pub range: TimeRange,
+    /// Seconds per step; a multiple of 60.
+    pub step_secs: u32,
+}
+
+impl StatementStepQuery {
+    /// Checks the step, as [`SeriesQuery::validate`] does.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        validate_step(self.step_secs)
+    }
 }
 
 /// A request for example slow or failed requests.
@@ -192,6 +217,13 @@ pub trait TelemetrySource: Send + Sync {
         query: &StatementQuery,
     ) -> Result<Vec<StatementStats>, SourceError>;
 
+    /// Statement statistics per (server, shape, step), steps with executions
+    /// only, sorted by (time, server, shape): the per-step view of `top_statements`.
+    async fn statement_steps(
+        &self,
+        query: &StatementStepQuery,
+    ) -> Result<Vec<StatementStep>, SourceError>;
+
     /// Example slow or failed requests, slowest first.
     async fn slow_requests(&self, query: &SampleQuery) -> Result<Vec<RequestSample>, SourceError>;
 
@@ -229,5 +261,14 @@ mod tests {
         assert!(query(300).validate().is_ok());
         assert!(query(0).validate().is_err());
         assert!(query(90).validate().is_err());
+        let statements = |step_secs| StatementStepQuery {
+            server: None,
+            protocol: None,
+            range,
+            step_secs,
+        };
+        assert!(statements(300).validate().is_ok());
+        assert!(statements(0).validate().is_err());
+        assert!(statements(30).validate().is_err());
     }
 }

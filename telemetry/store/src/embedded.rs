@@ -27,7 +27,8 @@ use tokio::sync::mpsc;
 use vigil_model::{
     CallEdge, EdgeMetrics, EntityId, Event, Profile, RequestSample, RequestSeries, ResourceMetric,
     ResourceSeries, SampleQuery, SeriesQuery, SourceError, StatementQuery, StatementStats,
-    TelemetryBatch, TelemetrySource, TimeRange, Timestamp, Topology,
+    StatementStep, StatementStepQuery, TelemetryBatch, TelemetrySource, TimeRange, Timestamp,
+    Topology,
 };
 
 use database::Database;
@@ -418,9 +419,10 @@ impl Database {
 /// - in `request_series`/`edge_series`, p50/p90/p99 of a step are the maximum
 ///   of its minutes' values: an upper bound of the true quantile, exact at a
 ///   one-minute step;
-/// - in `call_edges` and `top_statements`, the window's p99 is the
-///   request-weighted 99th percentile of the per-minute p99s (exact when every
-///   minute has the same distribution, and always within the minutes' p99s);
+/// - in `call_edges`, `top_statements` and `statement_steps`, the window's (or
+///   step's) p99 is the request-weighted 99th percentile of the per-minute p99s
+///   (exact when every minute has the same distribution, and always within the
+///   minutes' p99s); statement maxima are the maximum of the minutes';
 /// - resources: CPU and memory are averaged over the step, TCP retransmits and
 ///   resets summed.
 ///
@@ -475,6 +477,17 @@ impl TelemetrySource for EmbeddedStore {
         let query = query.clone();
         Ok(self
             .run(move |database| database.top_statements(&query))
+            .await?)
+    }
+
+    async fn statement_steps(
+        &self,
+        query: &StatementStepQuery,
+    ) -> Result<Vec<StatementStep>, SourceError> {
+        query.validate()?;
+        let query = query.clone();
+        Ok(self
+            .run(move |database| database.statement_steps(&query))
             .await?)
     }
 

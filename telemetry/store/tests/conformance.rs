@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use vigil_model::{
     EntityFilter, EntityId, EntityKind, FaultKind, RelationKind, RequestMetric, ResourceMetric,
-    SampleQuery, SeriesQuery, StatementOrder, StatementQuery, TelemetrySource, TimeRange,
-    Timestamp,
+    SampleQuery, SeriesQuery, StatementOrder, StatementQuery, StatementStepQuery, TelemetrySource,
+    TimeRange, Timestamp,
 };
 use vigil_sim::{Estate, FaultSpec, SimConfig};
 use vigil_store::clickhouse::{ClickHouseConfig, ClickHouseStore};
@@ -222,6 +222,45 @@ async fn check_against_truth(source: &dyn TelemetrySource, estate: &Estate, exac
         detail.contains(&statements[0].shape),
         "{backend}: slowest shape {:?} is not the slowed one ({detail})",
         statements[0].shape
+    );
+
+    // Statement steps: the slowed shape's p99 during the fault well above before it.
+    let steps = source
+        .statement_steps(&StatementStepQuery {
+            server: Some(database.clone()),
+            protocol: None,
+            range,
+            step_secs: 300,
+        })
+        .await
+        .expect("statement steps");
+    assert!(
+        steps
+            .windows(2)
+            .all(|w| (w[0].time, &w[0].stats.server, &w[0].stats.shape)
+                <= (w[1].time, &w[1].stats.server, &w[1].stats.shape)),
+        "{backend}: statement steps not sorted by (time, server, shape)"
+    );
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.stats.server == database && s.time.secs() % 300 == 0),
+        "{backend}: statement steps of another server or off the step grid"
+    );
+    let slowed = &statements[0].shape;
+    let step_p99 = |from: Timestamp, to: Timestamp| {
+        let values: Vec<f64> = steps
+            .iter()
+            .filter(|s| &s.stats.shape == slowed && s.time >= from && s.time < to)
+            .map(|s| s.stats.latency_p99_ms)
+            .collect();
+        mean(&values)
+    };
+    let before_steps = step_p99(window.start.plus_secs(-3600), window.start);
+    let during_steps = step_p99(window.start, window.end);
+    assert!(
+        during_steps > 2.0 * before_steps,
+        "{backend}: {slowed:?} step p99 {before_steps:.2} ms before, {during_steps:.2} ms during"
     );
 
     // Slow samples exist during the fault and honour the limit and threshold.

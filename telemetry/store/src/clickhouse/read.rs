@@ -11,7 +11,7 @@ use vigil_model::{
     FoldedStack, L7Protocol, Profile, Relation, RelationKind, RequestMetrics, RequestPoint,
     RequestSample, RequestSeries, ResourceMetric, ResourceSeries, ResponseStatus, SampleQuery,
     Series, SeriesQuery, SourceError, StatementOrder, StatementQuery, StatementStats,
-    TelemetrySource, TimeRange, Topology,
+    StatementStep, StatementStepQuery, TelemetrySource, TimeRange, Timestamp, Topology,
 };
 
 use super::sql::{Bind, Sql};
@@ -147,6 +147,211 @@ impl Identity {
     }
 }
 
+/// The identity columns of the server side, which [`Identity::server_name`]
+/// and [`kind_sql`] read: grouping by them first keeps those expressions valid
+/// on the grouped rows.
+fn server_columns(log: &Log) -> String {
+    let mut columns = String::from(
+        "app_service, is_ipv4, ip4_1, ip6_1, process_id_1, process_kname_1, server_port, l7_protocol",
+    );
+    if log.has_containers {
+        columns.push_str(", container_name_1");
+    }
+    columns
+}
+
+/// The identity columns of both sides, which [`Identity::client_id`] reads too.
+fn edge_columns(log: &Log) -> String {
+    let mut columns = server_columns(log);
+    columns.push_str(", ip4_0, ip6_0, process_id_0, process_kname_0");
+    if log.has_containers {
+        columns.push_str(", container_name_0");
+    }
+    columns
+}
+
+/// `l7_protocol` condition for servers of one of `kinds` (see [`kind_sql`]),
+/// with literal protocol codes so the primary key can use it.
+fn kind_cond(kinds: &[EntityKind]) -> String {
+    let codes = |list: Vec<(u8, EntityKind)>| {
+        list.iter()
+            .map(|(code, _)| code.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    let wanted = codes(non_service_codes(kinds));
+    if !kinds.is_empty() && !wanted.is_empty() {
+        parts.push(format!("l7_protocol IN ({wanted})"));
+    }
+    if kinds.is_empty() || kinds.contains(&EntityKind::Service) {
+        let all = codes(non_service_codes(&[]));
+        parts.push(if all.is_empty() {
+            "1".to_owned()
+        } else {
+            format!("l7_protocol NOT IN ({all})")
+        });
+    }
+    if parts.is_empty() {
+        return "0".to_owned();
+    }
+    format!("({})", parts.join(" OR "))
+}
+
+/// Condition that side `side`'s address reads as `ip` in [`ip_sql`], on raw
+/// columns when the text parses, else on the text itself.
+fn ip_cond(side: u8, ip: &str) -> Sql {
+    if let Ok(v4) = ip.parse::<std::net::Ipv4Addr>() {
+        let mut sql = Sql::new(&format!("(is_ipv4 = 1 AND ip4_{side} = "));
+        sql.bind(Bind::U32(u32::from(v4))).push(")");
+        return sql;
+    }
+    if ip.parse::<std::net::Ipv6Addr>().is_ok() {
+        let mut sql = Sql::new(&format!("(is_ipv4 = 0 AND ip6_{side} = IPv6StringToNum("));
+        sql.bind(Bind::Str(ip.to_owned())).push("))");
+        return sql;
+    }
+    let mut sql = Sql::new(&format!("{} = ", ip_sql(side)));
+    sql.bind(Bind::Str(ip.to_owned()));
+    sql
+}
+
+/// Condition that a row's `ip#pid` key of side `side` ([`pid_key_sql`]) is `key`.
+fn pid_key_cond(side: u8, key: &str) -> Sql {
+    if let Some((ip, pid)) = key.rsplit_once('#') {
+        if let Ok(pid) = pid.parse::<u32>() {
+            let mut sql = Sql::new(&format!("(process_id_{side} = "));
+            sql.bind(Bind::U32(pid))
+                .push(" AND ")
+                .append(ip_cond(side, ip))
+                .push(")");
+            return sql;
+        }
+    }
+    let mut sql = Sql::new(&format!("{} = ", pid_key_sql(side)));
+    sql.bind(Bind::Str(key.to_owned()));
+    sql
+}
+
+/// Condition that a row's `process@ip:port` key ([`server_key_sql`]) is
+/// `key`; `None` when `key` has not that shape (no row can have it).
+fn server_key_cond(key: &str) -> Option<Sql> {
+    let (process, address) = key.rsplit_once('@')?;
+    let (ip, port) = address.rsplit_once(':')?;
+    let mut sql = Sql::new("(process_kname_1 = ");
+    sql.bind(Bind::Str(process.to_owned()))
+        .push(" AND server_port = ");
+    match port.parse::<u16>() {
+        Ok(port) => sql.bind(Bind::U32(u32::from(port))),
+        Err(_) => return None,
+    };
+    sql.push(" AND ").append(ip_cond(1, ip)).push(")");
+    Some(sql)
+}
+
+/// Condition that a client's fallback name `process@ip` is `name`.
+fn client_key_cond(name: &str) -> Option<Sql> {
+    let (process, ip) = name.rsplit_once('@')?;
+    let mut sql = Sql::new("(process_kname_0 = ");
+    sql.bind(Bind::Str(process.to_owned()))
+        .push(" AND ")
+        .append(ip_cond(0, ip))
+        .push(")");
+    Some(sql)
+}
+
+/// `(a OR b OR …)`, or `0` for none.
+fn any_of(conds: Vec<Sql>) -> Sql {
+    let mut sql = Sql::new("(0");
+    for cond in conds {
+        sql.push(" OR ").append(cond);
+    }
+    sql.push(")");
+    sql
+}
+
+impl Identity {
+    /// A cheap condition on raw columns that holds for every row whose server
+    /// [`Self::server_name`] is `name` (and possibly others): a prefilter
+    /// before the exact identity is computed.
+    fn server_name_cond(&self, log: &Log, name: &str) -> Sql {
+        let mut conds = Vec::new();
+        let mut by_app = Sql::new("app_service = ");
+        by_app.bind(Bind::Str(name.to_owned()));
+        conds.push(by_app);
+        if log.has_containers {
+            let mut by_container = Sql::new("container_name_1 = ");
+            by_container.bind(Bind::Str(name.to_owned()));
+            conds.push(by_container);
+        }
+        for (key, value) in self.pids.0.iter().zip(&self.pids.1) {
+            if value == name {
+                conds.push(pid_key_cond(1, key));
+            }
+        }
+        for (key, value) in self.ports.0.iter().zip(&self.ports.1) {
+            if value == name {
+                conds.extend(server_key_cond(key));
+            }
+        }
+        conds.extend(server_key_cond(name));
+        any_of(conds)
+    }
+
+    /// A superset condition on raw columns for rows whose server matches `filter`.
+    fn server_prefilter(&self, log: &Log, filter: &EntityFilter) -> Sql {
+        let mut sql = Sql::new("(1");
+        if !filter.kinds.is_empty() {
+            sql.push(" AND ").push(&kind_cond(&filter.kinds));
+        }
+        if !filter.ids.is_empty() {
+            let ids = filter
+                .ids
+                .iter()
+                .map(|id| {
+                    let mut cond = Sql::new(&format!("({} AND ", kind_cond(&[id.kind()])));
+                    cond.append(self.server_name_cond(log, id.name())).push(")");
+                    cond
+                })
+                .collect();
+            sql.push(" AND ").append(any_of(ids));
+        }
+        sql.push(")");
+        sql
+    }
+
+    /// A superset condition on raw columns for rows whose client
+    /// ([`Self::client_id`]) is one of `filter`'s ids; `1` without ids.
+    fn client_prefilter(&self, log: &Log, filter: &EntityFilter) -> Sql {
+        if filter.ids.is_empty() {
+            return Sql::new("1");
+        }
+        let mut conds = Vec::new();
+        for id in &filter.ids {
+            for (key, value) in self.clients.0.iter().zip(&self.clients.1) {
+                if value == id.as_str() {
+                    conds.push(pid_key_cond(0, key));
+                }
+            }
+            if id.kind() != EntityKind::Service {
+                continue;
+            }
+            for (key, value) in self.pids.0.iter().zip(&self.pids.1) {
+                if value == id.name() {
+                    conds.push(pid_key_cond(0, key));
+                }
+            }
+            if log.has_containers {
+                let mut by_container = Sql::new("container_name_0 = ");
+                by_container.bind(Bind::Str(id.name().to_owned()));
+                conds.push(by_container);
+            }
+            conds.extend(client_key_cond(id.name()));
+        }
+        any_of(conds)
+    }
+}
+
 /// `has(list, expr)` conditions for an entity filter on SQL `kind` and `id` expressions.
 fn filter_sql(filter: &EntityFilter, kind: &str, id: &str) -> Sql {
     let mut sql = Sql::new("1");
@@ -204,6 +409,26 @@ const METRICS_SQL: &str = "toUInt64(count()) AS requests, \
      toFloat64(avg(response_duration) / 1000) AS mean_ms, \
      arrayMap(x -> toFloat64(x / 1000), quantiles(0.5, 0.9, 0.99)(response_duration)) AS quantiles_ms";
 
+/// Per-shape statistics of the statement queries, every column cast to its Rust type.
+const STATEMENT_SQL: &str = "toUInt8(l7_protocol) AS protocol, toString(request_type) AS verb, \
+     toString(request_resource) AS shape, toUInt64(count()) AS executions, \
+     toUInt64(countIf(response_status = 3)) AS errors, \
+     toFloat64(avg(response_duration) / 1000) AS mean_ms, \
+     toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms, \
+     toFloat64(max(response_duration) / 1000) AS max_ms";
+
+/// DeepFlow protocol codes a statement query reads: the one asked for, else
+/// every database and cache protocol.
+fn statement_codes(protocol: Option<L7Protocol>) -> Vec<u32> {
+    match protocol {
+        Some(protocol) => vec![u32::from(protocol.deepflow_code())],
+        None => non_service_codes(&[EntityKind::Database, EntityKind::Cache])
+            .into_iter()
+            .map(|(code, _)| u32::from(code))
+            .collect(),
+    }
+}
+
 fn point(requests: u64, errors: u64, mean_ms: f64, quantiles_ms: &[f64]) -> RequestPoint {
     let q = |i: usize| quantiles_ms.get(i).copied().unwrap_or(f64::NAN);
     RequestPoint {
@@ -246,9 +471,24 @@ struct EdgeRow {
     kind: String,
     name: String,
     protocol: u8,
+    p99_ms: f64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EdgeCountRow {
+    client_id: String,
+    kind: String,
+    name: String,
+    protocol: u8,
     requests: u64,
     errors: u64,
     mean_ms: f64,
+    hashes: Vec<u64>,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EdgeP99Row {
+    edge: u32,
     p99_ms: f64,
 }
 
@@ -305,6 +545,21 @@ struct StatementRow {
     protocol: u8,
     verb: String,
     shape: String,
+    executions: u64,
+    errors: u64,
+    mean_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct StatementStepRow {
+    kind: String,
+    name: String,
+    protocol: u8,
+    verb: String,
+    shape: String,
+    bucket: u32,
     executions: u64,
     errors: u64,
     mean_ms: f64,
@@ -442,8 +697,14 @@ impl ClickHouseStore {
                 kind_sql()
             ));
             sql.append(identity.server_name(log)).push(")) AS value");
+            // Grouped by the raw identity columns first: the names are then
+            // computed once per server process, not once per request.
+            let columns = server_columns(log);
+            sql.push(&format!(" FROM (SELECT {columns}"));
             sql.append(from_where(log, range));
-            sql.push(" AND process_id_1 != 0 GROUP BY key ORDER BY key");
+            sql.push(&format!(
+                " AND process_id_1 != 0 GROUP BY {columns}) GROUP BY key ORDER BY key"
+            ));
             let rows: Vec<KeyRow> = self
                 .fetch(sql, &log.table, "loading server processes")
                 .await?;
@@ -474,6 +735,8 @@ impl ClickHouseStore {
         sql.push(", ")
             .push(METRICS_SQL)
             .append(from_where(&log, &range));
+        sql.push(" AND ")
+            .append(identity.server_prefilter(&log, &query.filter));
         sql.push(" GROUP BY kind, name, bucket) WHERE ")
             .append(filter_sql(&query.filter, "kind", "concat(kind, ':', name)"))
             .push(" ORDER BY kind, name, bucket");
@@ -519,6 +782,11 @@ impl ClickHouseStore {
         sql.push(", ")
             .push(METRICS_SQL)
             .append(from_where(&log, &range));
+        sql.push(" AND (")
+            .append(identity.client_prefilter(&log, &query.filter))
+            .push(" OR ")
+            .append(identity.server_prefilter(&log, &query.filter))
+            .push(")");
         sql.push(" GROUP BY client_id, kind, name, protocol, bucket) WHERE (")
             .append(filter_sql(
                 &query.filter,
@@ -563,6 +831,9 @@ impl ClickHouseStore {
         let identity = self.identity(&log, &range, true).await?;
         let client = identity.client_id(&log);
         let server = identity.server_name(&log);
+        let columns = edge_columns(&log);
+        // Counts are exact sums, so they are taken per raw identity tuple
+        // first (a few thousand rows) and the names computed on those rows only.
         let mut sql = Sql::new("SELECT ");
         sql.append(client.clone()).push(" AS client_id, ");
         sql.push(&kind_sql())
@@ -570,18 +841,23 @@ impl ClickHouseStore {
             .append(server.clone())
             .push(" AS name, ");
         sql.push(
-            "toUInt8(l7_protocol) AS protocol, toUInt64(count()) AS requests, \
-             toUInt64(countIf(response_status = 3)) AS errors, \
-             toFloat64(avg(response_duration) / 1000) AS mean_ms, \
-             toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms",
+            "toUInt8(l7_protocol) AS protocol, toUInt64(sum(n)) AS requests, \
+             toUInt64(sum(e)) AS errors, toFloat64(sum(d) / sum(n) / 1000) AS mean_ms, \
+             groupArray(h) AS hashes",
         );
+        sql.push(&format!(
+            " FROM (SELECT {columns}, cityHash64({columns}) AS h, count() AS n, \
+             countIf(response_status = 3) AS e, sum(response_duration) AS d"
+        ));
         sql.append(from_where(&log, &range));
-        sql.push(
-            " GROUP BY client_id, kind, name, protocol ORDER BY client_id, kind, name, protocol",
-        );
-        let rows: Vec<EdgeRow> = self.fetch(sql, &log.table, "call edges").await?;
+        sql.push(&format!(
+            " GROUP BY {columns}) GROUP BY client_id, kind, name, protocol \
+             ORDER BY client_id, kind, name, protocol"
+        ));
+        let rows: Vec<EdgeCountRow> = self.fetch(sql, &log.table, "call edges").await?;
+        let p99 = self.edge_p99(&log, &range, &columns, &rows).await?;
         let mut edges: BTreeMap<String, CallEdge> = BTreeMap::new();
-        for row in rows {
+        for (index, row) in rows.into_iter().enumerate() {
             let key = format!(
                 "{}\t{}:{}\t{}",
                 row.client_id, row.kind, row.name, row.protocol
@@ -595,7 +871,7 @@ impl ClickHouseStore {
                     requests: row.requests,
                     errors: row.errors,
                     latency_mean_ms: row.mean_ms,
-                    latency_p99_ms: row.p99_ms,
+                    latency_p99_ms: p99.get(index).copied().unwrap_or(f64::NAN),
                 },
             );
         }
@@ -608,6 +884,106 @@ impl ClickHouseStore {
             (&a.client, &a.server, a.protocol).cmp(&(&b.client, &b.server, b.protocol))
         });
         Ok(edges)
+    }
+
+    /// The p99 latency of each edge in `edges` (in order), over the raw rows:
+    /// each row finds its edge through the hash of its identity columns,
+    /// looked up in a map built from `edges`' hashes. On a hash collision
+    /// between tuples of different edges, the names are computed per row instead.
+    async fn edge_p99(
+        &self,
+        log: &Log,
+        range: &TimeRange,
+        columns: &str,
+        edges: &[EdgeCountRow],
+    ) -> Result<Vec<f64>, ClickHouseError> {
+        let mut p99 = vec![f64::NAN; edges.len()];
+        if edges.is_empty() {
+            return Ok(p99);
+        }
+        let mut owner: HashMap<u64, u32> = HashMap::new();
+        let mut collision = false;
+        for (index, edge) in edges.iter().enumerate() {
+            let index = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            for hash in &edge.hashes {
+                if owner
+                    .insert(*hash, index)
+                    .is_some_and(|other| other != index)
+                {
+                    collision = true;
+                }
+            }
+        }
+        if collision || owner.len() != edges.iter().map(|e| e.hashes.len()).sum::<usize>() {
+            return self.edge_p99_per_row(log, range, edges).await;
+        }
+        let (hashes, indices): (Vec<u64>, Vec<u32>) = owner.into_iter().unzip();
+        let mut sql = Sql::new(&format!(
+            "SELECT toUInt32(transform(cityHash64({columns}), CAST("
+        ));
+        sql.bind(Bind::U64s(hashes))
+            .push(" AS Array(UInt64)), CAST(")
+            .bind(Bind::U32s(indices))
+            .push(
+                " AS Array(UInt32)), toUInt32(0))) AS edge, \
+                 toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms",
+            )
+            .append(from_where(log, range))
+            .push(" GROUP BY edge");
+        let rows: Vec<EdgeP99Row> = self.fetch(sql, &log.table, "edge latency").await?;
+        for row in rows {
+            if let Some(slot) = (row.edge as usize)
+                .checked_sub(1)
+                .and_then(|index| p99.get_mut(index))
+            {
+                *slot = row.p99_ms;
+            }
+        }
+        Ok(p99)
+    }
+
+    /// [`Self::edge_p99`] with names computed per raw row (the slow, always exact way).
+    async fn edge_p99_per_row(
+        &self,
+        log: &Log,
+        range: &TimeRange,
+        edges: &[EdgeCountRow],
+    ) -> Result<Vec<f64>, ClickHouseError> {
+        let identity = self.identity(log, range, true).await?;
+        let mut sql = Sql::new("SELECT ");
+        sql.append(identity.client_id(log)).push(" AS client_id, ");
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(log))
+            .push(" AS name, ");
+        sql.push(
+            "toUInt8(l7_protocol) AS protocol, \
+             toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms",
+        );
+        sql.append(from_where(log, range));
+        sql.push(" GROUP BY client_id, kind, name, protocol");
+        let rows: Vec<EdgeRow> = self.fetch(sql, &log.table, "call edges").await?;
+        let p99: HashMap<(String, String, String, u8), f64> = rows
+            .into_iter()
+            .map(|row| {
+                (
+                    (row.client_id, row.kind, row.name, row.protocol),
+                    row.p99_ms,
+                )
+            })
+            .collect();
+        Ok(edges
+            .iter()
+            .map(|edge| {
+                let key = (
+                    edge.client_id.clone(),
+                    edge.kind.clone(),
+                    edge.name.clone(),
+                    edge.protocol,
+                );
+                p99.get(&key).copied().unwrap_or(f64::NAN)
+            })
+            .collect())
     }
 
     /// Replaces request, error and mean figures of `edges` by those of
@@ -635,25 +1011,34 @@ impl ClickHouseStore {
             .push(&kind_sql())
             .push(", ':', ")
             .append(server)
-            .push(", '\\t', toString(l7_protocol))) AS value")
+            .push(", '\\t', toString(l7_protocol))) AS value");
+        // Keys and names per raw identity tuple, not per request.
+        let columns = format!("{}, gprocess_id_0, gprocess_id_1", edge_columns(log));
+        sql.push(&format!(" FROM (SELECT {columns}"))
             .append(from_where(log, range))
-            .push(" GROUP BY key ORDER BY key");
+            .push(&format!(" GROUP BY {columns}) GROUP BY key ORDER BY key"));
         let keys: Vec<KeyRow> = self.fetch(sql, &log.table, "edge keys").await?;
         let map = (
             keys.iter().map(|row| row.key.clone()).collect::<Vec<_>>(),
             keys.iter().map(|row| row.value.clone()).collect::<Vec<_>>(),
         );
         let table = self.application_map_table();
+        // Summed per raw key first (exact), so the key text and its lookup
+        // are computed per key, not per row of the map.
+        let raw = "gprocess_id_0, gprocess_id_1, is_ipv4, ip4_0, ip6_0, ip4_1, ip6_1, server_port, l7_protocol";
         let mut sql = Sql::new("SELECT edge, requests, errors, rrt_sum, rrt_count FROM (SELECT ");
         sql.append(transform(&key_sql, &map, Sql::new("''")))
             .push(
-                " AS edge, toUInt64(sum(request)) AS requests, toUInt64(sum(server_error)) AS errors, \
-                 toFloat64(sum(rrt_sum)) AS rrt_sum, toUInt64(sum(rrt_count)) AS rrt_count",
+                " AS edge, toUInt64(sum(q)) AS requests, toUInt64(sum(e)) AS errors, \
+                 toFloat64(sum(s)) AS rrt_sum, toUInt64(sum(c)) AS rrt_count",
             )
-            .push(&format!(" FROM {table} WHERE "));
+            .push(&format!(
+                " FROM (SELECT {raw}, sum(request) AS q, sum(server_error) AS e, \
+                 sum(rrt_sum) AS s, sum(rrt_count) AS c FROM {table} WHERE "
+            ));
         range_sql(&mut sql, range);
         sql.push(&format!(
-            " AND {SERVER_SIDE} GROUP BY edge) WHERE edge != '' ORDER BY edge"
+            " AND {SERVER_SIDE} GROUP BY {raw}) GROUP BY edge) WHERE edge != '' ORDER BY edge"
         ));
         let rows: Vec<EdgeMeterRow> = self.fetch(sql, &table, "edge counts").await?;
         for row in rows {
@@ -707,8 +1092,14 @@ impl ClickHouseStore {
              toUInt8(any(l7_protocol)) AS protocol",
             ip_sql(1)
         ));
-        sql.append(from_where(&log, &range))
-            .push(" GROUP BY kind, name ORDER BY kind, name");
+        // Grouped by the raw identity columns first (a few thousand rows),
+        // so names are computed per server process, not per request.
+        let columns = server_columns(&log);
+        sql.push(&format!(" FROM (SELECT {columns}"))
+            .append(from_where(&log, &range))
+            .push(&format!(
+                " GROUP BY {columns}) GROUP BY kind, name ORDER BY kind, name"
+            ));
         let servers: Vec<ServerRow> = self.fetch(sql, &log.table, "servers").await?;
         for row in servers {
             topology.entities.push(
@@ -788,13 +1179,7 @@ impl ClickHouseStore {
     ) -> Result<Vec<StatementStats>, ClickHouseError> {
         let log = self.log();
         let identity = self.identity(&log, &query.range, false).await?;
-        let codes: Vec<u32> = match query.protocol {
-            Some(protocol) => vec![u32::from(protocol.deepflow_code())],
-            None => non_service_codes(&[EntityKind::Database, EntityKind::Cache])
-                .into_iter()
-                .map(|(code, _)| u32::from(code))
-                .collect(),
-        };
+        let codes = statement_codes(query.protocol);
         let mut sql = Sql::new(
             "SELECT kind, name, protocol, verb, shape, executions, errors, mean_ms, p99_ms, max_ms FROM (SELECT ",
         );
@@ -802,14 +1187,7 @@ impl ClickHouseStore {
             .push(" AS kind, ")
             .append(identity.server_name(&log))
             .push(" AS name, ");
-        sql.push(
-            "toUInt8(l7_protocol) AS protocol, toString(request_type) AS verb, \
-             toString(request_resource) AS shape, toUInt64(count()) AS executions, \
-             toUInt64(countIf(response_status = 3)) AS errors, \
-             toFloat64(avg(response_duration) / 1000) AS mean_ms, \
-             toFloat64(quantile(0.99)(response_duration) / 1000) AS p99_ms, \
-             toFloat64(max(response_duration) / 1000) AS max_ms",
-        );
+        sql.push(STATEMENT_SQL);
         sql.append(from_where(&log, &query.range));
         sql.push(" AND has(")
             .bind(Bind::U32s(codes))
@@ -843,6 +1221,60 @@ impl ClickHouseStore {
                 latency_max_ms: row.max_ms,
             })
             .collect())
+    }
+
+    async fn statement_steps_inner(
+        &self,
+        query: &StatementStepQuery,
+    ) -> Result<Vec<StatementStep>, ClickHouseError> {
+        let log = self.log();
+        let step = query.step_secs;
+        let range = query.range.aligned_to(step);
+        let identity = self.identity(&log, &range, false).await?;
+        let mut sql = Sql::new(
+            "SELECT kind, name, protocol, verb, shape, bucket, executions, errors, mean_ms, p99_ms, max_ms FROM (SELECT ",
+        );
+        sql.push(&kind_sql())
+            .push(" AS kind, ")
+            .append(identity.server_name(&log))
+            .push(" AS name, ");
+        bucket_sql(&mut sql, step);
+        sql.push(", ").push(STATEMENT_SQL);
+        sql.append(from_where(&log, &range));
+        sql.push(" AND has(")
+            .bind(Bind::U32s(statement_codes(query.protocol)))
+            .push(", toUInt32(l7_protocol))");
+        sql.push(" GROUP BY kind, name, protocol, verb, shape, bucket)");
+        if let Some(server) = &query.server {
+            sql.push(" WHERE concat(kind, ':', name) = ")
+                .bind(Bind::Str(server.as_str().to_owned()));
+        }
+        let rows: Vec<StatementStepRow> = self.fetch(sql, &log.table, "statement steps").await?;
+        let mut steps: Vec<StatementStep> = rows
+            .into_iter()
+            .map(|row| StatementStep {
+                time: Timestamp(i64::from(row.bucket)),
+                stats: StatementStats {
+                    server: entity(&row.kind, &row.name),
+                    protocol: L7Protocol::from_deepflow_code(row.protocol),
+                    request_type: row.verb,
+                    shape: row.shape,
+                    count: row.executions,
+                    errors: row.errors,
+                    latency_mean_ms: row.mean_ms,
+                    latency_p99_ms: row.p99_ms,
+                    latency_max_ms: row.max_ms,
+                },
+            })
+            .collect();
+        // Sorted here rather than in SQL so the order is the entity ids' (as
+        // in every other store), not ClickHouse's order of kind and name.
+        steps.sort_by(|a, b| {
+            (a.time, &a.stats.server, &a.stats.shape, a.stats.protocol)
+                .cmp(&(b.time, &b.stats.server, &b.stats.shape, b.stats.protocol))
+                .then_with(|| a.stats.request_type.cmp(&b.stats.request_type))
+        });
+        Ok(steps)
     }
 
     async fn slow_requests_inner(
@@ -1080,6 +1512,14 @@ impl TelemetrySource for ClickHouseStore {
         Ok(self.top_statements_inner(query).await?)
     }
 
+    async fn statement_steps(
+        &self,
+        query: &StatementStepQuery,
+    ) -> Result<Vec<StatementStep>, SourceError> {
+        query.validate()?;
+        Ok(self.statement_steps_inner(query).await?)
+    }
+
     async fn slow_requests(&self, query: &SampleQuery) -> Result<Vec<RequestSample>, SourceError> {
         Ok(self.slow_requests_inner(query).await?)
     }
@@ -1116,6 +1556,33 @@ mod tests {
         let sql = identity.server_name(&log);
         assert!(!sql.text().contains("transform"), "{}", sql.text());
         assert!(!sql.text().contains('?'));
+    }
+
+    #[test]
+    fn prefilters_use_raw_columns() {
+        assert_eq!(
+            kind_cond(&[EntityKind::Service]),
+            "(l7_protocol NOT IN (60, 61, 80))"
+        );
+        assert_eq!(kind_cond(&[EntityKind::Cache]), "(l7_protocol IN (80))");
+        assert_eq!(kind_cond(&[EntityKind::Container]), "0");
+        let sql = server_key_cond("redis-server@10.0.0.5:6379").expect("a process key");
+        assert_eq!(
+            sql.text(),
+            "(process_kname_1 = ? AND server_port = ? AND (is_ipv4 = 1 AND ip4_1 = ?))"
+        );
+        assert!(server_key_cond("checkout").is_none());
+        assert!(server_key_cond("a@10.0.0.5:http").is_none());
+        assert!(pid_key_cond(0, "::1#42")
+            .text()
+            .contains("ip6_0 = IPv6StringToNum(?)"));
+        let log = Log {
+            table: "flow_log.l7_flow_log".into(),
+            has_containers: false,
+        };
+        let filter = EntityFilter::ids(&[EntityId::new(EntityKind::Service, "checkout")]);
+        let sql = Identity::default().server_prefilter(&log, &filter);
+        assert!(!sql.text().contains("transform"), "{}", sql.text());
     }
 
     #[test]

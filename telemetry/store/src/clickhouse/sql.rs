@@ -12,6 +12,7 @@ pub(crate) enum Bind {
     Str(String),
     Strs(Vec<String>),
     U32s(Vec<u32>),
+    U64s(Vec<u64>),
 }
 
 /// Query text and its binds, in placeholder order.
@@ -70,6 +71,7 @@ impl Sql {
                 Bind::Str(text) => 2 * text.len() + 2,
                 Bind::Strs(texts) => texts.iter().map(|t| 2 * t.len() + 3).sum::<usize>() + 2,
                 Bind::U32s(values) => 11 * values.len() + 2,
+                Bind::U64s(values) => 21 * values.len() + 2,
             })
             .sum();
         self.text.len() + binds
@@ -89,6 +91,7 @@ impl Sql {
                 Bind::Str(value) => query.bind(value),
                 Bind::Strs(values) => query.bind(values),
                 Bind::U32s(values) => query.bind(values),
+                Bind::U64s(values) => query.bind(values),
             };
         }
         query

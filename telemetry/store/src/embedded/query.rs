@@ -8,7 +8,7 @@ use vigil_model::{
     CallEdge, EdgeMetrics, Entity, EntityId, Event, EventKind, FoldedStack, L7Protocol, Profile,
     Relation, RelationKind, RequestSample, RequestSeries, ResourceMetric, ResourceSeries,
     ResponseStatus, SampleQuery, SeriesQuery, StatementOrder, StatementQuery, StatementStats,
-    TimeRange, Timestamp, Topology, MINUTE_SECS,
+    StatementStep, StatementStepQuery, TimeRange, Timestamp, Topology, MINUTE_SECS,
 };
 
 use super::chunk::{self, MinuteGrid, CHUNK_SECS, REQUEST_COLUMNS, RESOURCE_COLUMNS};
@@ -48,6 +48,16 @@ impl Window {
 
 fn protocol_of(code: i64) -> L7Protocol {
     L7Protocol::from_deepflow_code(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+/// Order of statement steps within a step: (server, shape, protocol, verb).
+fn statement_identity(stats: &StatementStats) -> (&EntityId, &str, L7Protocol, &str) {
+    (
+        &stats.server,
+        &stats.shape,
+        stats.protocol,
+        &stats.request_type,
+    )
 }
 
 fn count_of(value: f64) -> u64 {
@@ -316,26 +326,34 @@ impl Database {
             .collect())
     }
 
-    /// See [`vigil_model::TelemetrySource::top_statements`].
-    pub fn top_statements(
+    /// Statement minutes in `window`, merged per shape and per bucket of
+    /// `step_secs` (epoch-aligned, as ClickHouse buckets); `None` merges the
+    /// whole window into one bucket at its start.
+    ///
+    /// Merge rules: counts and errors summed, mean weighted by count, p99 the
+    /// count-weighted 99th percentile of the minutes' p99s, max of maxima.
+    fn merged_statements(
         &self,
-        query: &StatementQuery,
-    ) -> Result<Vec<StatementStats>, StoreError> {
+        server: Option<&EntityId>,
+        protocol: Option<L7Protocol>,
+        window: &Window,
+        step_secs: Option<u32>,
+    ) -> Result<Vec<(i64, StatementStats)>, StoreError> {
         let table = "statement_minute";
-        let window = Window::new(query.range, MINUTE_SECS);
-        let server_row = match &query.server {
+        let server_row = match server {
             Some(server) => match self.entity_rows.get(server) {
                 Some(&row) => Some(row),
                 None => return Ok(Vec::new()),
             },
             None => None,
         };
-        let protocol = query.protocol.map(|p| i64::from(p.deepflow_code()));
+        let protocol = protocol.map(|p| i64::from(p.deepflow_code()));
         let mut select = self
             .connection
             .prepare_cached(
                 "SELECT s.id, s.server, s.protocol, s.request_type, s.shape,
-                        m.count, m.errors, m.latency_mean_ms, m.latency_p99_ms, m.latency_max_ms
+                        m.count, m.errors, m.latency_mean_ms, m.latency_p99_ms, m.latency_max_ms,
+                        m.minute
                  FROM statement_minute m JOIN statement_shape s ON s.id = m.shape
                  WHERE m.minute >= ?1 AND m.minute < ?2
                    AND (?3 IS NULL OR s.server = ?3) AND (?4 IS NULL OR s.protocol = ?4)",
@@ -350,7 +368,7 @@ impl Database {
             means: Vec<f64>,
             p99s: Vec<f64>,
         }
-        let mut shapes: HashMap<i64, Minutes> = HashMap::new();
+        let mut shapes: HashMap<(i64, i64), Minutes> = HashMap::new();
         while let Some(row) = rows.next().map_err(self.error(table))? {
             let shape: i64 = row.get(0).map_err(self.error(table))?;
             let count: i64 = row.get(5).map_err(self.error(table))?;
@@ -358,7 +376,12 @@ impl Database {
             let mean: f64 = row.get(7).map_err(self.error(table))?;
             let p99: f64 = row.get(8).map_err(self.error(table))?;
             let max: f64 = row.get(9).map_err(self.error(table))?;
-            let entry = match shapes.entry(shape) {
+            let minute: i64 = row.get(10).map_err(self.error(table))?;
+            let bucket = match step_secs {
+                Some(step) => minute - minute.rem_euclid(i64::from(step.max(1))),
+                None => window.start,
+            };
+            let entry = match shapes.entry((shape, bucket)) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {
                     let server = self.entity(row.get(1).map_err(self.error(table))?, table)?;
@@ -387,34 +410,71 @@ impl Database {
             entry.means.push(mean);
             entry.p99s.push(p99);
         }
-        let mut merged: Vec<StatementStats> = shapes
-            .into_values()
-            .map(|mut minutes| {
+        Ok(shapes
+            .into_iter()
+            .map(|((_, bucket), mut minutes)| {
                 minutes.stats.latency_mean_ms =
                     chunk::weighted_mean(&minutes.means, &minutes.counts);
                 minutes.stats.latency_p99_ms =
                     chunk::weighted_quantile(&minutes.p99s, &minutes.counts, P99);
-                minutes.stats
+                (bucket, minutes.stats)
             })
+            .collect())
+    }
+
+    /// See [`vigil_model::TelemetrySource::top_statements`].
+    pub fn top_statements(
+        &self,
+        query: &StatementQuery,
+    ) -> Result<Vec<StatementStats>, StoreError> {
+        let window = Window::new(query.range, MINUTE_SECS);
+        let mut merged: Vec<StatementStats> = self
+            .merged_statements(query.server.as_ref(), query.protocol, &window, None)?
+            .into_iter()
+            .map(|(_, stats)| stats)
             .collect();
-        let identity = |a: &StatementStats, b: &StatementStats| {
-            (&a.server, a.protocol, &a.request_type, &a.shape).cmp(&(
-                &b.server,
-                b.protocol,
-                &b.request_type,
-                &b.shape,
-            ))
-        };
         merged.sort_by(|a, b| {
             let primary = match query.order {
                 StatementOrder::P99 => b.latency_p99_ms.total_cmp(&a.latency_p99_ms),
                 StatementOrder::TotalTime => b.total_ms().total_cmp(&a.total_ms()),
                 StatementOrder::Errors => b.errors.cmp(&a.errors),
             };
-            primary.then_with(|| identity(a, b))
+            primary.then_with(|| {
+                (&a.server, a.protocol, &a.request_type, &a.shape).cmp(&(
+                    &b.server,
+                    b.protocol,
+                    &b.request_type,
+                    &b.shape,
+                ))
+            })
         });
         merged.truncate(query.limit);
         Ok(merged)
+    }
+
+    /// See [`vigil_model::TelemetrySource::statement_steps`].
+    pub fn statement_steps(
+        &self,
+        query: &StatementStepQuery,
+    ) -> Result<Vec<StatementStep>, StoreError> {
+        let window = Window::new(query.range, query.step_secs);
+        let mut steps: Vec<StatementStep> = self
+            .merged_statements(
+                query.server.as_ref(),
+                query.protocol,
+                &window,
+                Some(query.step_secs),
+            )?
+            .into_iter()
+            .map(|(bucket, stats)| StatementStep {
+                time: Timestamp(bucket),
+                stats,
+            })
+            .collect();
+        steps.sort_by(|a, b| {
+            (a.time, statement_identity(&a.stats)).cmp(&(b.time, statement_identity(&b.stats)))
+        });
+        Ok(steps)
     }
 
     /// See [`vigil_model::TelemetrySource::slow_requests`].
