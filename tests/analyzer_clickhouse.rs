@@ -12,7 +12,8 @@
 //!
 //! Needs `VIGIL_TEST_CLICKHOUSE_URL` (`./scripts/test.sh` starts ClickHouse).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
 use std::time::Instant;
 
 use vigil_analyzer::{analyze, AnalysisInput, AnalyzerConfig};
@@ -21,11 +22,12 @@ use vigil_model::{
     TelemetrySource, TimeRange, Timestamp,
 };
 use vigil_sim::{Estate, FaultSpec, SimConfig, DEFAULT_START};
-use vigil_store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 
 /// Raw request rows per call edge and minute: above the analyzer's
-/// `min_requests_per_step` (10), few enough to keep three days quick.
-const ROWS_PER_EDGE_MINUTE: u32 = 16;
+/// `min_requests_per_step` (10). Not lower: at 12 or 16 the error burst is
+/// missed, because a sampled minute then rarely holds the 4+ errors the
+/// error-ratio test (z ≥ 6, binomial sd floored at 0.5) needs, 5 minutes running.
+const ROWS_PER_EDGE_MINUTE: u32 = 24;
 const HISTORY_DAYS: u32 = 2;
 const SEED: u64 = 3;
 
@@ -55,61 +57,6 @@ fn estate() -> (Estate, TimeRange) {
         end: range.end,
     };
     (estate, window)
-}
-
-async fn clickhouse(estate: &Estate) -> ClickHouseStore {
-    let url = std::env::var("VIGIL_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| {
-        panic!(
-            "VIGIL_TEST_CLICKHOUSE_URL is not set: run ./scripts/test.sh, which starts ClickHouse"
-        )
-    });
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let tag = format!(
-        "ana{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let config = ClickHouseConfig {
-        url,
-        database: format!("vigil_{tag}"),
-        flow_log_database: format!("flow_log_{tag}"),
-        flow_metrics_database: format!("flow_metrics_{tag}"),
-        profile_database: format!("profile_{tag}"),
-        ..ClickHouseConfig::default()
-    };
-    let store = ClickHouseStore::connect(config).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    store
-        .create_deepflow_mirror()
-        .await
-        .expect("DeepFlow mirror");
-    store
-        .write_topology(estate.topology())
-        .await
-        .expect("topology");
-    // A day at a time, so the raw rows never all sit in memory.
-    for (index, batch) in (0_i64..).zip(estate.batches(1440)) {
-        let start = estate.range().start.plus_secs(index * 86_400);
-        let day = TimeRange {
-            start,
-            end: start.plus_secs(86_400),
-        };
-        let t = Instant::now();
-        let records: Vec<_> = estate.request_records(day, ROWS_PER_EDGE_MINUTE).collect();
-        eprintln!("TIMING gen {} rows {:?}", records.len(), t.elapsed());
-        let t = Instant::now();
-        store
-            .write_deepflow_records(&records)
-            .await
-            .expect("request rows");
-        eprintln!("TIMING write {:?}", t.elapsed());
-        store
-            .write_resources(&batch.resources)
-            .await
-            .expect("resources");
-        store.write_events(&batch.events).await.expect("events");
-    }
-    store
 }
 
 /// Everything the analyzer needs, read through the trait only, per minute over the whole range.
@@ -181,7 +128,8 @@ fn overlaps(fault: &PlantedFault, (start, end): (Timestamp, Timestamp)) -> bool 
 async fn every_planted_fault_is_found_through_clickhouse() {
     let clock = Instant::now();
     let (estate, window) = estate();
-    let store = clickhouse(&estate).await;
+    let store = common::scratch_clickhouse("ana").await;
+    common::write_estate(&store, &estate, ROWS_PER_EDGE_MINUTE).await;
     let written = clock.elapsed();
     let input = read_input(&store, estate.range(), window).await;
     let read = clock.elapsed() - written;

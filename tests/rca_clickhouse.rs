@@ -7,8 +7,9 @@
 //!
 //! Needs `VIGIL_TEST_CLICKHOUSE_URL` (`./scripts/test.sh` starts ClickHouse).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use vigil_knowledge_graph::{
     case_from_telemetry, owning_services, rank_case, resolve_to_services, CaseRankConfig,
@@ -19,7 +20,6 @@ use vigil_model::{
     TelemetrySource, Timestamp,
 };
 use vigil_sim::{Estate, FaultSpec, SimConfig};
-use vigil_store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 
 /// Raw request rows per call edge and minute: enough for stable per-minute
 /// means and p99s, few enough to keep the test quick.
@@ -42,52 +42,6 @@ fn estate(kind: FaultKind, seed: u64) -> Estate {
         ..SimConfig::default()
     };
     Estate::new(config).expect("valid estate")
-}
-
-async fn clickhouse(estate: &Estate) -> ClickHouseStore {
-    let url = std::env::var("VIGIL_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| {
-        panic!(
-            "VIGIL_TEST_CLICKHOUSE_URL is not set: run ./scripts/test.sh, which starts ClickHouse"
-        )
-    });
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let tag = format!(
-        "rca{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let config = ClickHouseConfig {
-        url,
-        database: format!("vigil_{tag}"),
-        flow_log_database: format!("flow_log_{tag}"),
-        flow_metrics_database: format!("flow_metrics_{tag}"),
-        profile_database: format!("profile_{tag}"),
-        ..ClickHouseConfig::default()
-    };
-    let store = ClickHouseStore::connect(config).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    store
-        .create_deepflow_mirror()
-        .await
-        .expect("DeepFlow mirror");
-    store
-        .write_topology(estate.topology())
-        .await
-        .expect("topology");
-    let records: Vec<_> = estate
-        .request_records(estate.range(), ROWS_PER_EDGE_MINUTE)
-        .collect();
-    store
-        .write_deepflow_records(&records)
-        .await
-        .expect("request rows");
-    for batch in estate.batches(60) {
-        store
-            .write_resources(&batch.resources)
-            .await
-            .expect("resources");
-    }
-    store
 }
 
 /// Ranks the fault of `estate` from what `source` returns; the ranking is
@@ -188,7 +142,8 @@ async fn every_fault_kind_ranks_its_planted_root_cause_in_the_top_three() {
             expected_kind,
             "{kind:?}: {fault:?}"
         );
-        let store = clickhouse(&estate).await;
+        let store = common::scratch_clickhouse("rca").await;
+        common::write_estate(&store, &estate, ROWS_PER_EDGE_MINUTE).await;
         let (symptom, ranking) = rank_through(&store, &estate, &fault).await;
         let root = fault.root_cause.to_string();
         let top: Vec<&String> = ranking.iter().take(3).collect();
