@@ -153,3 +153,65 @@ fn prune_deletes_telemetry_older_than_the_retention() {
         .unwrap_or_else(|| panic!("no chunk count in {stdout:?}"));
     assert!(chunks > 0, "nothing was pruned: {stdout}");
 }
+
+/// A three-service chain `front → middle → db` where `db` slows down at the
+/// reported time and the slowdown shows upstream.
+fn write_chain_case(dir: &Path) {
+    let mut csv = String::from("time,front_latency,middle_latency,db_latency\n");
+    for step in 0..300u32 {
+        // Deterministic, independent wiggles so every series has its own noise.
+        let wiggle = |prime: u32, modulus: u32| {
+            f64::from((step * prime) % modulus) / f64::from(modulus) - 0.5
+        };
+        let fault = if step >= 250 { 40.0 } else { 0.0 };
+        let db = 5.0 + wiggle(7919, 13) + fault;
+        let middle = 10.0 + wiggle(104_729, 17) + db;
+        let front = 20.0 + wiggle(1_299_709, 19) + middle;
+        csv.push_str(&format!(
+            "{},{front:.3},{middle:.3},{db:.3}\n",
+            1_700_000_000 + step * 60
+        ));
+    }
+    std::fs::write(dir.join("data.csv"), csv).expect("data.csv");
+    std::fs::write(
+        dir.join("inject_time.txt"),
+        format!("{}\n", 1_700_000_000 + 250 * 60),
+    )
+    .expect("inject_time.txt");
+    std::fs::write(
+        dir.join("graph.json"),
+        r#"{"nodes":["front","middle","db"],"edges":[{"from":"front","to":"middle","relation":"calls"},{"from":"middle","to":"db","relation":"calls"}]}"#,
+    )
+    .expect("graph.json");
+}
+
+#[test]
+fn rca_ranks_the_slowed_dependency_first_as_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_chain_case(dir.path());
+    let output = vigil(&["rca", "--case", ".", "--json"], dir.path());
+    assert_no_panic(&output);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    let candidates = answer["candidates"].as_array().expect("candidates array");
+    assert_eq!(candidates[0]["entity"], "db", "{answer:#}");
+    assert!(candidates[0]["score"].as_f64().is_some(), "{answer:#}");
+}
+
+#[test]
+fn rca_names_the_file_and_line_of_bad_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_chain_case(dir.path());
+    let mut csv = std::fs::read_to_string(dir.path().join("data.csv")).expect("read");
+    csv.push_str("1700018000,1.0,not-a-number,2.0\n");
+    std::fs::write(dir.path().join("data.csv"), csv).expect("write");
+    let output = vigil(&["rca", "--case", "."], dir.path());
+    assert_no_panic(&output);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("data.csv"), "{stderr}");
+    assert!(
+        stderr.contains("302"),
+        "the error should name line 302:\n{stderr}"
+    );
+}
