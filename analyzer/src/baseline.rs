@@ -179,7 +179,7 @@ impl BaselineScorer {
     /// `mask` marks steps not to score (too little traffic, warm-up); it may be
     /// shorter than the series. `floor` is the smallest scale in the series'
     /// unit (e.g. a count's Poisson noise is at least 1).
-    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // reason: walks several parallel columns by one index, each passed as its own slice
     pub fn detect(
         &mut self,
         entity: &EntityId,
@@ -313,7 +313,7 @@ pub fn fmt_value(value: f64) -> String {
 
 /// Error ratio against its history: the pooled hourly median ratio as baseline,
 /// a binomial z-score, and a minimum rise so tiny services do not flap.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // reason: each argument is one column or setting of the analysis; a struct would only rename them
 pub fn error_ratio_anomalies(
     entity: &EntityId,
     start: Timestamp,

@@ -20,7 +20,7 @@ use crate::Anomaly;
 /// `requests` is the traffic of the service it runs (aligned step for step
 /// with `cpu`, `None` when unknown: then the residual is against a flat level);
 /// `limit` its CPU limit in cores.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // reason: each argument is one column or setting of the analysis; a struct would only rename them
 pub fn cpu_anomalies(
     container: &EntityId,
     cpu: &Series,
@@ -46,7 +46,7 @@ pub fn cpu_anomalies(
     anomalies
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // reason: each argument is one column or setting of the analysis; a struct would only rename them
 fn shift_anomalies(
     container: &EntityId,
     cpu: &Series,

@@ -14,7 +14,7 @@ use crate::Anomaly;
 
 /// Memory-growth anomalies of one container. `restarts` are its restart and
 /// OOM-kill times; `limit` its memory limit in bytes, if any.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // reason: each argument is one column or setting of the analysis; a struct would only rename them
 pub fn memory_anomalies(
     container: &EntityId,
     memory: &Series,

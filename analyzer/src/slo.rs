@@ -69,7 +69,7 @@ pub fn slo_anomalies(
     anomalies
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // reason: each argument is one column or setting of the analysis; a struct would only rename them
 fn burn(
     entity: &EntityId,
     metrics: &RequestMetrics,

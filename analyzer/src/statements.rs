@@ -92,7 +92,7 @@ pub fn statement_anomalies(
     anomalies
 }
 
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // reason: walks several parallel columns by one index, each passed as its own slice
 fn latency(
     server: &EntityId,
     shape: &str,
@@ -192,7 +192,7 @@ fn latency(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // reason: each argument is one column or setting of the analysis; a struct would only rename them
 fn errors(
     server: &EntityId,
     shape: &str,
