@@ -772,8 +772,15 @@ fn score_vigil(
                 .iter()
                 .map(|&p| case.columns[p].values.as_slice()),
         );
-        let own_z = residual_z(values, &regressors, fit_start, test_start, config.ridge)
-            .unwrap_or_else(|| raw_z.clone());
+        let own_z = residual_z(
+            values,
+            &regressors,
+            fit_start,
+            test_start,
+            config.ridge,
+            residual_floor(raw_baseline),
+        )
+        .unwrap_or_else(|| raw_z.clone());
         (own_z, raw_z, candidates)
     };
     let columns = case.columns.len();
@@ -830,29 +837,50 @@ fn score_vigil(
 
 /// Robust z-scores of the test rows' residuals after fitting `values` on
 /// `regressors` over the baseline rows.
+///
+/// The residuals' scale is floored at `scale_floor` (see [`residual_floor`]):
+/// when the baseline is explained (almost) exactly, as with noise-free
+/// collinear series, the residuals are rounding error and would otherwise turn
+/// any change into an enormous z-score.
 fn residual_z(
     values: &[f64],
     regressors: &[&[f64]],
     fit_start: usize,
     test_start: usize,
     ridge: f64,
+    scale_floor: f64,
 ) -> Option<Vec<f64>> {
-    let fit_rows = fit_start.max(1)..test_start;
+    let first = fit_start.max(1);
+    let fit_rows = first..test_start;
     let (intercept, coefficients) = ridge_fit(values, regressors, fit_rows.clone(), ridge)?;
-    let residual = |row: usize| -> f64 {
-        let mut predicted = intercept;
-        for (coefficient, regressor) in coefficients.iter().zip(regressors) {
-            predicted += coefficient * regressor[row];
+    // Residuals of every row from the first fitted one, a column at a time so
+    // the loops vectorise; a gap anywhere makes that row's residual `NaN`.
+    let mut residuals: Vec<f64> = values[first..].iter().map(|v| v - intercept).collect();
+    for (coefficient, regressor) in coefficients.iter().zip(regressors) {
+        for (residual, x) in residuals.iter_mut().zip(&regressor[first..]) {
+            *residual -= coefficient * x;
         }
-        values[row] - predicted
-    };
-    let baseline_residuals: Vec<f64> = fit_rows.map(residual).collect();
-    let baseline = Baseline::robust(&baseline_residuals)?;
-    Some(
-        (test_start..values.len())
-            .map(|row| baseline.z(residual(row)))
-            .collect(),
-    )
+    }
+    let (baseline_residuals, test_residuals) = residuals.split_at(fit_rows.len());
+    let mut baseline = Baseline::robust(baseline_residuals)?;
+    baseline.scale = baseline.scale.max(scale_floor);
+    Some(test_residuals.iter().map(|&r| baseline.z(r)).collect())
+}
+
+/// Smallest residual scale a column's own deviation is measured against: a
+/// fraction of the column's own spread on the baseline (its MAD, or its
+/// standard deviation, or 1 when flat: [`Baseline::robust`]), plus rounding
+/// error at the column's level, and never below a tiny absolute value. Being
+/// relative to the column's spread keeps z-scores unchanged when a column is
+/// an exact affine function of another, so an explained-away symptom cannot
+/// outscore its cause merely because its residuals are rounding error.
+fn residual_floor(raw: Option<Baseline>) -> f64 {
+    const OF_SPREAD: f64 = 1e-2;
+    const OF_LEVEL: f64 = 1e-9;
+    const ABSOLUTE: f64 = 1e-12;
+    raw.map_or(ABSOLUTE, |b| {
+        (OF_SPREAD * b.scale + OF_LEVEL * b.center.abs()).max(ABSOLUTE)
+    })
 }
 
 /// Second pass for graphs with missing edges: an anomalous entity whose
@@ -922,7 +950,15 @@ fn explain_away(
                     .map(|&p| case.columns[p].values.as_slice()),
             );
             regressors.extend(others.iter().map(|&p| case.columns[p].values.as_slice()));
-            if let Some(z) = residual_z(values, &regressors, fit_start, test_start, config.ridge) {
+            let floor = residual_floor(Baseline::robust(&values[fit_start..test_start]));
+            if let Some(z) = residual_z(
+                values,
+                &regressors,
+                fit_start,
+                test_start,
+                config.ridge,
+                floor,
+            ) {
                 if column_strength(&z) < column_strength(&own[c]) {
                     own[c] = z;
                 }
@@ -1010,6 +1046,55 @@ mod tests {
         // Without the graph the loudest downstream entity wins: the graph matters.
         let data_only = rank_case(&case, None, &CaseRankConfig::default()).expect("rankable");
         assert_ne!(data_only[0].entity, "d");
+    }
+
+    /// front → middle → db (calls), with a noise-free baseline in which db is
+    /// a straight line and every other series an exact linear function of it:
+    /// the fits explain the baseline almost exactly, and without a floor on
+    /// the residual scale the z-scores explode (over 10,000).
+    #[test]
+    fn noise_free_collinear_baseline_still_finds_the_cause() {
+        let rows = 240;
+        let inject_row = 220;
+        let mut db = Vec::new();
+        let mut middle = Vec::new();
+        let mut front = Vec::new();
+        for row in 0..rows {
+            let wave = 0.05 * row as f64;
+            let shift = if row >= inject_row { 40.0 } else { 0.0 };
+            let d = 20.0 + wave + shift;
+            let m = 6.0 + 1.8 * d;
+            db.push(d);
+            middle.push(m);
+            front.push(3.0 + 0.5 * m);
+        }
+        let column = |entity: &str, values: Vec<f64>| MetricColumn {
+            entity: entity.to_owned(),
+            metric: "latency".to_owned(),
+            values,
+        };
+        let times = (0..rows as i64).map(|i| 1000 + 60 * i).collect();
+        let case = MetricCase::new(
+            times,
+            vec![
+                column("front", front),
+                column("middle", middle),
+                column("db", db),
+            ],
+            1000 + 60 * inject_row as i64,
+        );
+        let graph = parse_graph_json(
+            r#"{"nodes":["front","middle","db"],"edges":[
+                {"from":"front","to":"middle","relation":"calls"},
+                {"from":"middle","to":"db","relation":"calls"}]}"#,
+        )
+        .expect("valid graph");
+        let ranked = rank_case(&case, Some(&graph), &CaseRankConfig::default()).expect("rankable");
+        assert_eq!(ranked[0].entity, "db", "{ranked:#?}");
+        assert!(
+            ranked.iter().all(|r| r.own_z.is_finite() && r.own_z < 1e4),
+            "{ranked:#?}"
+        );
     }
 
     #[test]

@@ -67,7 +67,8 @@ impl Baseline {
     /// deviation and then to 1 when the baseline is flat, so a metric that was
     /// constant and then moved still scores (as scikit-learn's scalers do).
     pub(crate) fn robust(values: &[f64]) -> Option<Self> {
-        let mut present: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mut present = Vec::with_capacity(values.len());
+        present.extend(values.iter().copied().filter(|v| v.is_finite()));
         let center = select_median(&mut present)?;
         present.iter_mut().for_each(|v| *v = (*v - center).abs());
         let mad = select_median(&mut present).unwrap_or(0.0) * 1.4826;
@@ -128,85 +129,125 @@ pub(crate) fn ridge_fit(
     ridge: f64,
 ) -> Option<(f64, Vec<f64>)> {
     let k = regressors.len();
-    let usable: Vec<usize> = rows
-        .filter(|&row| target[row].is_finite() && regressors.iter().all(|r| r[row].is_finite()))
-        .collect();
-    if usable.len() < k + 3 {
+    let all_present =
+        |row: usize| target[row].is_finite() && regressors.iter().all(|r| r[row].is_finite());
+    // Usually every baseline row is present: then the columns are sliced as
+    // they are; otherwise the usable rows are gathered.
+    let contiguous = std::iter::once(target)
+        .chain(regressors.iter().copied())
+        .all(|series| series[rows.clone()].iter().all(|v| v.is_finite()));
+    let usable: Vec<usize> = if contiguous {
+        Vec::new()
+    } else {
+        rows.clone().filter(|&row| all_present(row)).collect()
+    };
+    let n_rows = if contiguous { rows.len() } else { usable.len() };
+    if n_rows < k + 3 {
         return None;
     }
-    let n = usable.len() as f64;
-    // Centre everything so the intercept drops out of the normal equations.
-    let target_mean = usable.iter().map(|&row| target[row]).sum::<f64>() / n;
-    let means: Vec<f64> = regressors
-        .iter()
-        .map(|r| usable.iter().map(|&row| r[row]).sum::<f64>() / n)
-        .collect();
-    // Gather the centred rows contiguously: the regressors are separate
-    // columns, and striding across them row by row is what costs.
-    let mut x = Vec::with_capacity(usable.len() * k);
-    for &row in &usable {
-        x.extend(regressors.iter().zip(&means).map(|(r, m)| r[row] - m));
-    }
-    let mut gram = vec![0.0; k * k];
-    let mut rhs = vec![0.0; k];
-    for (&row, xs) in usable.iter().zip(x.chunks_exact(k.max(1))) {
-        let y = target[row] - target_mean;
-        for i in 0..k {
-            let xi = xs[i];
-            rhs[i] += xi * y;
-            for j in 0..=i {
-                gram[i * k + j] += xi * xs[j];
+    let n = n_rows as f64;
+    // Centred columns, each contiguous (column-major), so every entry of the
+    // normal equations is one vectorisable dot product. Centring first keeps
+    // them accurate for series far from zero.
+    let mut x = vec![0.0; (k + 1) * n_rows];
+    let mut means = vec![0.0; k + 1];
+    for (column, (series, mean)) in std::iter::once(target)
+        .chain(regressors.iter().copied())
+        .zip(means.iter_mut())
+        .enumerate()
+    {
+        let out = &mut x[column * n_rows..(column + 1) * n_rows];
+        if contiguous {
+            out.copy_from_slice(&series[rows.clone()]);
+        } else {
+            for (slot, &row) in out.iter_mut().zip(&usable) {
+                *slot = series[row];
             }
         }
+        *mean = out.iter().sum::<f64>() / n;
+        out.iter_mut().for_each(|v| *v -= *mean);
     }
+    let (y, xs) = x.split_at(n_rows);
+    let column = |i: usize| &xs[i * n_rows..(i + 1) * n_rows];
+    let mut gram = vec![0.0; k * k];
+    let mut rhs = vec![0.0; k];
     for i in 0..k {
-        for j in 0..i {
-            gram[j * k + i] = gram[i * k + j];
+        rhs[i] = dot(column(i), y);
+        for j in 0..=i {
+            let value = dot(column(i), column(j));
+            gram[i * k + j] = value;
+            gram[j * k + i] = value;
         }
         // Penalty relative to each regressor's own variance keeps it scale-free.
         gram[i * k + i] += ridge * gram[i * k + i].max(1e-9) + 1e-12;
     }
-    let coefficients = solve(gram, rhs, k)?;
-    let intercept = target_mean
+    let coefficients = cholesky_solve(gram, rhs, k)?;
+    let intercept = means[0]
         - coefficients
             .iter()
-            .zip(&means)
+            .zip(&means[1..])
             .map(|(c, m)| c * m)
             .sum::<f64>();
     Some((intercept, coefficients))
 }
 
-/// Gaussian elimination with partial pivoting on a `k`×`k` row-major system.
-fn solve(mut a: Vec<f64>, mut b: Vec<f64>, k: usize) -> Option<Vec<f64>> {
-    for col in 0..k {
-        let pivot =
-            (col..k).max_by(|&x, &y| a[x * k + col].abs().total_cmp(&a[y * k + col].abs()))?;
-        if a[pivot * k + col].abs() < 1e-15 {
+/// Dot product with four independent accumulators (vectorises).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (chunks_a, chunks_b) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for lane in 0..4 {
+            acc[lane] += x[lane] * y[lane];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Solves `a x = b` for a symmetric positive-definite `k`×`k` row-major `a`
+/// (the ridge-penalised normal equations) by Cholesky decomposition, `a = L Lᵀ`.
+/// `None` when `a` is not numerically positive definite.
+fn cholesky_solve(mut a: Vec<f64>, mut b: Vec<f64>, k: usize) -> Option<Vec<f64>> {
+    // L overwrites the lower triangle of `a`.
+    for j in 0..k {
+        let mut diagonal = a[j * k + j];
+        for p in 0..j {
+            diagonal -= a[j * k + p] * a[j * k + p];
+        }
+        if diagonal.is_nan() || diagonal <= 1e-15 {
             return None;
         }
-        if pivot != col {
-            for j in 0..k {
-                a.swap(pivot * k + j, col * k + j);
+        let diagonal = diagonal.sqrt();
+        a[j * k + j] = diagonal;
+        for i in j + 1..k {
+            let mut value = a[i * k + j];
+            for p in 0..j {
+                value -= a[i * k + p] * a[j * k + p];
             }
-            b.swap(pivot, col);
-        }
-        for row in col + 1..k {
-            let factor = a[row * k + col] / a[col * k + col];
-            if factor == 0.0 {
-                continue;
-            }
-            for j in col..k {
-                a[row * k + j] -= factor * a[col * k + j];
-            }
-            b[row] -= factor * b[col];
+            a[i * k + j] = value / diagonal;
         }
     }
-    let mut x = vec![0.0; k];
-    for row in (0..k).rev() {
-        let tail: f64 = (row + 1..k).map(|j| a[row * k + j] * x[j]).sum();
-        x[row] = (b[row] - tail) / a[row * k + row];
+    // Forward substitution L z = b, then back substitution Lᵀ x = z, in place.
+    for i in 0..k {
+        let mut value = b[i];
+        for p in 0..i {
+            value -= a[i * k + p] * b[p];
+        }
+        b[i] = value / a[i * k + i];
     }
-    Some(x)
+    for i in (0..k).rev() {
+        let mut value = b[i];
+        for p in i + 1..k {
+            value -= a[p * k + i] * b[p];
+        }
+        b[i] = value / a[i * k + i];
+    }
+    Some(b)
 }
 
 #[cfg(test)]
