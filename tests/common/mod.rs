@@ -23,12 +23,9 @@ pub async fn scratch_clickhouse(prefix: &str) -> ClickHouseStore {
     );
     let config = ClickHouseConfig {
         url,
-        database: format!("vigil_{tag}"),
-        flow_log_database: format!("flow_log_{tag}"),
-        flow_metrics_database: format!("flow_metrics_{tag}"),
-        profile_database: format!("profile_{tag}"),
         ..ClickHouseConfig::default()
-    };
+    }
+    .with_database_suffix(&tag);
     let store = ClickHouseStore::connect(config).await.expect("connect");
     store.migrate().await.expect("migrate");
     store

@@ -41,13 +41,10 @@ fn fresh_config(request_log: RequestLog) -> ClickHouseConfig {
     );
     ClickHouseConfig {
         url: server_url(),
-        database: format!("vigil_{tag}"),
-        flow_log_database: format!("flow_log_{tag}"),
-        flow_metrics_database: format!("flow_metrics_{tag}"),
-        profile_database: format!("profile_{tag}"),
         request_log,
         ..ClickHouseConfig::default()
     }
+    .with_database_suffix(&tag)
 }
 
 async fn fresh_store(request_log: RequestLog) -> ClickHouseStore {

@@ -107,6 +107,21 @@ impl fmt::Display for ConfigProblem {
 }
 
 impl ClickHouseConfig {
+    /// This config with `_<suffix>` appended to every database name, so that
+    /// several Vigil instances (or tests) share one server without sharing tables.
+    pub fn with_database_suffix(mut self, suffix: &str) -> Self {
+        for name in [
+            &mut self.database,
+            &mut self.flow_log_database,
+            &mut self.flow_metrics_database,
+            &mut self.profile_database,
+        ] {
+            name.push('_');
+            name.push_str(suffix);
+        }
+        self
+    }
+
     /// Checks every field and reports all problems at once.
     ///
     /// Database and cluster names are spliced into SQL and DDL text, so they
@@ -193,6 +208,16 @@ fn identifier_message(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_suffix_applies_to_every_database() {
+        let config = ClickHouseConfig::default().with_database_suffix("t1");
+        assert_eq!(config.database, "vigil_t1");
+        assert_eq!(config.flow_log_database, "flow_log_t1");
+        assert_eq!(config.flow_metrics_database, "flow_metrics_t1");
+        assert_eq!(config.profile_database, "profile_t1");
+        assert!(config.validate().is_ok());
+    }
 
     #[test]
     fn defaults_are_valid_and_match_deepflow() {
