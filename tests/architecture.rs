@@ -49,6 +49,8 @@ const WORKSPACE_CRATES: &[&str] = &[
     "vigil-analyzer",
     "vigil-knowledge-graph",
     "vigil-playbooks",
+    "vigil-report",
+    "vigil-notify",
     "vigil-scheduler",
     "vigil-api",
     "vigil-agent",
@@ -148,6 +150,19 @@ fn playbooks_evaluate_through_the_model_only() {
 }
 
 #[test]
+fn reports_render_the_model_without_io() {
+    let packages = workspace_dependencies();
+    assert_internal_subset(&packages, "vigil-report", &["vigil-model"]);
+    assert_no_io(&packages, "vigil-report");
+}
+
+#[test]
+fn notifications_know_messages_not_analysis() {
+    let packages = workspace_dependencies();
+    assert_internal_subset(&packages, "vigil-notify", &["vigil-model"]);
+}
+
+#[test]
 fn scheduler_knows_jobs_and_time_only() {
     let packages = workspace_dependencies();
     assert_internal_subset(&packages, "vigil-scheduler", &["vigil-model"]);
@@ -191,6 +206,8 @@ fn every_crate_root_opens_with_a_doc_comment() {
         "analyzer/src/lib.rs",
         "knowledge-graph/src/lib.rs",
         "playbooks/src/lib.rs",
+        "report/src/lib.rs",
+        "notify/src/lib.rs",
         "scheduler/src/lib.rs",
         "api/src/lib.rs",
         "agent/src/lib.rs",

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod entity;
 pub mod fault;
 pub mod record;
+pub mod report;
 pub mod signal;
 pub mod source;
 pub mod time;
@@ -23,6 +24,10 @@ pub use batch::{StatementStep, TelemetryBatch};
 pub use entity::{Entity, EntityId, EntityKind, L7Protocol, Relation, RelationKind, Topology};
 pub use fault::{FaultKind, PlantedFault};
 pub use record::{Peer, RequestRecord};
+pub use report::{
+    Coverage, CpuConsumer, FindingMark, FindingStatus, GraphLink, Language, LocalizedText,
+    MarkKind, PatrolOutcome, PatrolReport, PatrolRun, ReportedFinding, ResolvedFinding, SloStatus,
+};
 pub use signal::{
     CallEdge, EdgeMetrics, Event, EventKind, FoldedStack, Profile, RequestMetric, RequestMetrics,
     RequestPoint, RequestSample, RequestSeries, ResourceMetric, ResourceSeries, ResponseStatus,

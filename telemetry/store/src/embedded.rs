@@ -35,10 +35,8 @@ use database::Database;
 pub use error::StoreError;
 pub use ingest::WriteStats;
 pub use schema::LATEST_VERSION as SCHEMA_VERSION;
-pub use state::{
-    Incident, IncidentFeedback, IncidentStatus, PatrolOutcome, PatrolRun, ReportContent,
-    StoredReport,
-};
+pub use state::{Incident, IncidentFeedback, IncidentStatus, ReportContent, StoredReport};
+pub use vigil_model::{PatrolOutcome, PatrolRun};
 
 /// How long data is kept. Defaults suit a single host: a week of telemetry
 /// (enough for week-over-week baselines), three months of reports.

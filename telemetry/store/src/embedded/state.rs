@@ -7,57 +7,10 @@
 
 use rusqlite::{params, Row};
 use serde::{Deserialize, Serialize};
-use vigil_model::Timestamp;
+use vigil_model::{PatrolOutcome, PatrolRun, Timestamp};
 
 use super::database::Database;
 use super::error::StoreError;
-
-/// How a patrol run ended (or that it has not yet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PatrolOutcome {
-    /// Still running (or the process died before recording an end).
-    Running,
-    /// Finished and found nothing worth reporting.
-    Clean,
-    /// Finished with findings.
-    Findings,
-    /// Could not finish; see the run's error.
-    Failed,
-}
-
-impl PatrolOutcome {
-    const ALL: [Self; 4] = [Self::Running, Self::Clean, Self::Findings, Self::Failed];
-
-    /// The outcome's name as stored.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Clean => "clean",
-            Self::Findings => "findings",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// One execution of a playbook.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PatrolRun {
-    /// Unique id chosen by the scheduler.
-    pub id: String,
-    /// The playbook that ran.
-    pub playbook_id: String,
-    /// When it started.
-    pub started: Timestamp,
-    /// When it ended; `None` while running.
-    pub ended: Option<Timestamp>,
-    /// How it ended.
-    pub outcome: PatrolOutcome,
-    /// Findings it produced.
-    pub findings: u32,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-}
 
 /// A report's body: rendered text in a format, or structured JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
