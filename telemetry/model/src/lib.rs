@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod batch;
+pub mod delivery;
 pub mod entity;
 pub mod fault;
 pub mod record;
@@ -21,6 +22,7 @@ pub mod time;
 
 pub use analysis::{Anomaly, Evidence, Finding, RootCauseCandidate, Severity, SignalKind};
 pub use batch::{StatementStep, TelemetryBatch};
+pub use delivery::{DeliveryOutcome, DeliveryRecord};
 pub use entity::{Entity, EntityId, EntityKind, L7Protocol, Relation, RelationKind, Topology};
 pub use fault::{FaultKind, PlantedFault};
 pub use record::{Peer, RequestRecord};

@@ -232,6 +232,17 @@ pub trait TelemetrySource: Send + Sync {
 
     /// Events in the range, oldest first.
     async fn events(&self, range: TimeRange) -> Result<Vec<Event>, SourceError>;
+
+    /// One number from a backend-native read-only query (a playbook's query
+    /// check), with `{start}`/`{end}` standing for the window's bounds in unix
+    /// seconds. Backends without a query language refuse it.
+    async fn query_scalar(&self, query: &str, range: TimeRange) -> Result<f64, SourceError> {
+        let _ = (query, range);
+        Err(SourceError::InvalidRequest(format!(
+            "the {} backend does not run queries; query checks need ClickHouse",
+            self.backend()
+        )))
+    }
 }
 
 #[cfg(test)]
