@@ -19,6 +19,39 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Patrols: where user playbooks and reports live.
+    pub patrol: PatrolConfig,
+    /// Notification channels and routes.
+    pub notify: vigil_notify::NotifyConfig,
+}
+
+/// Patrol settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PatrolConfig {
+    /// Directory of user playbooks (`*.yaml`); a user playbook replaces the
+    /// built-in with the same id.
+    pub playbooks_dir: Option<PathBuf>,
+    /// Directory HTML reports are written to (besides the state store).
+    pub report_dir: PathBuf,
+    /// Base URL of `vigil serve` as readers reach it, for links in notifications.
+    pub base_url: Option<String>,
+    /// UTC offset times in reports are shown in, e.g. `+08:00`.
+    pub utc_offset: String,
+    /// Playbook ids the scheduler leaves alone (manual runs still work).
+    pub disabled: Vec<String>,
+}
+
+impl Default for PatrolConfig {
+    fn default() -> Self {
+        Self {
+            playbooks_dir: None,
+            report_dir: PathBuf::from("vigil-data/reports"),
+            base_url: None,
+            utc_offset: "+08:00".to_owned(),
+            disabled: Vec::new(),
+        }
+    }
 }
 
 /// Telemetry and state storage.
@@ -189,6 +222,30 @@ impl Config {
                 for problem in problems {
                     issues.push((format!("store.clickhouse.{}", problem.key), problem.message));
                 }
+            }
+        }
+        if vigil_playbooks::parse_utc_offset(&self.patrol.utc_offset).is_none() {
+            issues.push((
+                "patrol.utc_offset".to_owned(),
+                format!("{:?} is not an offset like +08:00", self.patrol.utc_offset),
+            ));
+        }
+        if let Some(dir) = &self.patrol.playbooks_dir {
+            if !dir.is_dir() {
+                issues.push((
+                    "patrol.playbooks_dir".to_owned(),
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+        }
+        if let Err(problems) = self.notify.validate() {
+            for problem in problems {
+                let key = if problem.key.starts_with("notify") {
+                    problem.key
+                } else {
+                    format!("notify.{}", problem.key)
+                };
+                issues.push((key, problem.message));
             }
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

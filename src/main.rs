@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod patrol;
 mod progress;
 mod wiring;
 
@@ -40,6 +41,17 @@ enum Command {
     Simulate(cli::simulate::SimulateArgs),
     /// Rank root causes of an offline case (RCAEval layout: data.csv, inject_time.txt, graph.json).
     Rca(cli::rca::RcaArgs),
+    /// Playbooks: list, validate, run now, history.
+    #[command(subcommand)]
+    Patrol(cli::patrol::PatrolCommand),
+    /// Acknowledge or suppress findings.
+    #[command(subcommand)]
+    Finding(cli::patrol::FindingCommand),
+    /// Stored patrol reports.
+    #[command(subcommand)]
+    Report(cli::patrol::ReportCommand),
+    /// Run every enabled playbook on its schedule, 24×7.
+    Serve(cli::serve::ServeArgs),
     /// Benchmarks whose figures go into docs/benchmarks.md.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -88,6 +100,10 @@ fn run(cli: Cli, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
             Command::Simulate(args) => cli::simulate::run(&config, args).await,
             Command::Bench(command) => cli::bench::run(&config, command).await,
             Command::Rca(args) => cli::rca::run(args),
+            Command::Patrol(command) => cli::patrol::run(&config, command).await,
+            Command::Finding(command) => cli::patrol::run_finding(&config, command).await,
+            Command::Report(command) => cli::patrol::run_report(&config, command).await,
+            Command::Serve(args) => cli::serve::run(&config, args).await,
             Command::Config(_) => Ok(()),
         }
     })

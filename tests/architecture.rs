@@ -53,6 +53,7 @@ const WORKSPACE_CRATES: &[&str] = &[
     "vigil-notify",
     "vigil-scheduler",
     "vigil-api",
+    "vigil-assistant",
     "vigil-agent",
 ];
 
@@ -182,6 +183,29 @@ fn only_the_api_speaks_http_server_side() {
 }
 
 #[test]
+fn assistant_reasons_over_the_analysis_crates_only() {
+    let packages = workspace_dependencies();
+    // The assistant reads telemetry through `&dyn TelemetrySource`: no store, no
+    // HTTP server; the API and the binary call it.
+    assert_internal_subset(
+        &packages,
+        "vigil-assistant",
+        &[
+            "vigil-model",
+            "vigil-analyzer",
+            "vigil-knowledge-graph",
+            "vigil-playbooks",
+        ],
+    );
+    for forbidden in ["axum", "rusqlite", "clickhouse"] {
+        assert!(
+            !packages["vigil-assistant"].contains(forbidden),
+            "vigil-assistant uses {forbidden}"
+        );
+    }
+}
+
+#[test]
 fn only_the_binary_wires_concrete_parts() {
     let packages = workspace_dependencies();
     for (name, deps) in &packages {
@@ -210,6 +234,7 @@ fn every_crate_root_opens_with_a_doc_comment() {
         "notify/src/lib.rs",
         "scheduler/src/lib.rs",
         "api/src/lib.rs",
+        "assistant/src/lib.rs",
         "agent/src/lib.rs",
     ];
     for file in roots {

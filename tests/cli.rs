@@ -57,9 +57,143 @@ fn demo_stores_an_estate_and_shows_every_planted_fault() {
             "{kind} missing from the demo output:\n{stdout}"
         );
     }
+    let report = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Open the report: "))
+        .unwrap_or_else(|| panic!("no report path printed:\n{stdout}"));
+    let html = std::fs::read_to_string(dir.path().join(report)).expect("the report was written");
+    assert!(html.contains("<svg"), "the report draws its evidence");
     assert!(
-        !stdout.contains("the store is blind"),
-        "a planted fault has no stored signal on its root cause:\n{stdout}"
+        stdout.contains("of 6 planted faults have their root cause"),
+        "{stdout}"
+    );
+}
+
+/// The fingerprints `vigil patrol run` printed.
+fn fingerprints(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("fingerprint "))
+        .filter_map(|rest| rest.split(';').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn patrols_run_by_hand_keep_identity_and_honour_suppressions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = 1_704_067_200_i64;
+    let demo = vigil(
+        &[
+            "demo",
+            "--services",
+            "10",
+            "--hours",
+            "12",
+            "--db",
+            "state.db",
+            "--start",
+            &start.to_string(),
+        ],
+        dir.path(),
+    );
+    assert!(demo.status.success(), "{}", text(&demo.stderr));
+    let end = (start + 36 * 3600).to_string();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("VIGIL_CONFIG")
+            .env("VIGIL_STORE__EMBEDDED__PATH", "state.db")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("vigil runs");
+        assert_no_panic(&output);
+        let stdout = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{args:?}: {stdout}{}",
+            text(&output.stderr)
+        );
+        stdout
+    };
+    let first = run(&["patrol", "run", "daily-report", "--at", &end]);
+    let found = fingerprints(&first);
+    assert!(!found.is_empty(), "{first}");
+    let second = run(&["patrol", "run", "daily-report", "--at", &end]);
+    assert_eq!(fingerprints(&second), found, "same findings, same identity");
+    assert!(
+        second.contains(&format!("0 new, {} still open", found.len())),
+        "{second}"
+    );
+
+    run(&[
+        "finding",
+        "suppress",
+        &found[0],
+        "--reason",
+        "known, ticket OPS-1",
+        "--for",
+        "3d",
+    ]);
+    let marks = run(&["finding", "marks"]);
+    assert!(
+        marks.contains("OPS-1") && marks.contains(&found[0]),
+        "{marks}"
+    );
+    let third = run(&["patrol", "run", "daily-report", "--at", &end]);
+    assert!(third.contains("1 suppressed"), "{third}");
+
+    let history = run(&["patrol", "history", "daily-report"]);
+    assert!(
+        history
+            .lines()
+            .filter(|l| l.contains("daily-report"))
+            .count()
+            >= 4,
+        "{history}"
+    );
+    let reports = run(&["report", "list", "daily-report"]);
+    let zh = reports
+        .split_whitespace()
+        .find(|word| word.ends_with("-zh"))
+        .unwrap_or_else(|| panic!("no Chinese report listed:\n{reports}"))
+        .to_owned();
+    run(&["report", "show", &zh, "--out", "zh.html"]);
+    let html = std::fs::read_to_string(dir.path().join("zh.html")).expect("report written");
+    assert!(
+        html.contains("lang=\"zh-CN\"") && html.contains("根因"),
+        "a Chinese report"
+    );
+}
+
+#[test]
+fn a_broken_user_playbook_is_refused_with_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let books = dir.path().join("playbooks");
+    std::fs::create_dir_all(&books).expect("dir");
+    std::fs::write(
+        books.join("mine.yaml"),
+        "id: mine\nname: {en: Mine}\nschedule: \"*/5 * * * *\"\nchecks:\n  - id: cpu\n    detector: cpu\n    params:\n      min_ratio: 3\n",
+    )
+    .expect("write");
+    let output = vigil(&["patrol", "check", "playbooks"], dir.path());
+    assert_no_panic(&output);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("mine.yaml:8"), "{stderr}");
+    assert!(stderr.contains("checks[0].params.min_ratio"), "{stderr}");
+    std::fs::write(
+        books.join("mine.yaml"),
+        "id: mine\nname: {en: Mine}\nschedule: \"0 61 * * *\"\nchecks:\n  - id: cpu\n    detector: cpu\n",
+    )
+    .expect("write");
+    let output = vigil(&["patrol", "check", "playbooks"], dir.path());
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("mine") && stderr.contains("schedule"),
+        "{stderr}"
     );
 }
 

@@ -295,6 +295,7 @@ pub fn signal_name(signal: &SignalKind) -> String {
         SignalKind::Statement(shape) => format!("statement `{shape}`"),
         SignalKind::SloBurn(name) => format!("SLO {name}"),
         SignalKind::Silence => "telemetry".to_owned(),
+        SignalKind::Check(name) => name.clone(),
     }
 }
 

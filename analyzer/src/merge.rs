@@ -34,6 +34,7 @@ pub fn family(signal: &SignalKind) -> &'static str {
         SignalKind::Statement(_) => "statement",
         SignalKind::SloBurn(_) => "slo",
         SignalKind::Silence => "silence",
+        SignalKind::Check(_) => "check",
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use tracing::debug;
 use vigil_analyzer::merge::family;
 use vigil_analyzer::{analyze, AnalysisInput, AnalyzerConfig};
 use vigil_knowledge_graph::{
@@ -46,6 +47,9 @@ pub struct CheckedFinding {
     pub neighbourhood: Vec<GraphLink>,
     /// Hottest stacks, for CPU findings.
     pub profile: Option<Profile>,
+    /// Whether root causes are ranked for it: analyzer findings are; facts
+    /// such as restarts, silence or a single instance are their own cause.
+    pub rankable: bool,
 }
 
 /// Where an evaluation spent its time (for benchmarks and logs).
@@ -153,17 +157,26 @@ pub async fn evaluate(
         range,
         step_secs: MINUTE_SECS,
     };
+    let step = Instant::now();
     let topology = source.topology(range).await?;
+    let lap = |what: &str, since: &mut Instant| {
+        debug!(playbook = %playbook.id, what, ms = since.elapsed().as_millis(), "read");
+        *since = Instant::now();
+    };
+    let mut since = step;
+    lap("topology", &mut since);
     let requests = if needs.requests || report.is_some() {
         source.request_series(&query).await?
     } else {
         Vec::new()
     };
+    lap("request series", &mut since);
     let edges = if needs.edges {
         source.edge_series(&query).await?
     } else {
         Vec::new()
     };
+    lap("edge series", &mut since);
     let mut resource_metrics = needs.resources.clone();
     if report.as_ref().is_some_and(|r| r.top_cpu_consumers > 0) {
         resource_metrics.insert(ResourceMetric::CpuCores);
@@ -172,6 +185,7 @@ pub async fn evaluate(
     for metric in &resource_metrics {
         resources.extend(source.resource_series(&query, *metric).await?);
     }
+    lap("resource series", &mut since);
     let statements = if needs.statements {
         source
             .statement_steps(&StatementStepQuery {
@@ -184,7 +198,9 @@ pub async fn evaluate(
     } else {
         Vec::new()
     };
+    lap("statement steps", &mut since);
     let events = source.events(range).await?;
+    lap("events", &mut since);
     timings.read = clock.elapsed();
 
     let input = AnalysisInput {
@@ -411,7 +427,30 @@ fn checked(finding: Finding, check: &Check) -> CheckedFinding {
         runbook,
         neighbourhood: Vec::new(),
         profile: None,
+        rankable: true,
     }
+}
+
+/// A playbook-level finding as claimed by `check`: not ranked, its entity is
+/// the one candidate.
+fn checked_fact(finding: Finding, check: &Check) -> CheckedFinding {
+    let mut checked = checked(finding, check);
+    checked.rankable = false;
+    let entity = checked.finding.entity.clone();
+    checked.finding.candidates = vec![vigil_model::RootCauseCandidate {
+        entity: entity.clone(),
+        score: 1.0,
+        confidence: 1.0,
+        signals: checked
+            .finding
+            .anomalies
+            .iter()
+            .map(|a| a.signal.clone())
+            .collect(),
+        path: vec![entity],
+        started_at: checked.finding.anomalies.first().map(|a| a.window.start),
+    }];
+    checked
 }
 
 /// A finding built by a playbook-level check (not the analyzer), with a
@@ -448,6 +487,9 @@ fn plain_finding(
     }
 }
 
+/// How long after a deploy its containers' restarts count as the rollout.
+const ROLLOUT_SECS: i64 = 15 * 60;
+
 /// Restarts and OOM kills in the window, per service (containers roll up).
 fn restart_findings(
     playbook: &Playbook,
@@ -462,11 +504,35 @@ fn restart_findings(
         return Vec::new();
     };
     let minimum = check.params.min_restarts.unwrap_or(1).max(1);
+    let owner_of =
+        |entity: &EntityId| owning_service(owners, entity).unwrap_or_else(|| entity.clone());
+    // A restart within minutes after a deploy of its service is the rollout,
+    // not a crash.
+    let deploys: BTreeMap<EntityId, Vec<Timestamp>> = input
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Deploy)
+        .fold(BTreeMap::new(), |mut map, e| {
+            map.entry(owner_of(&e.entity))
+                .or_insert_with(Vec::new)
+                .push(e.time);
+            map
+        });
+    let planned = |owner: &EntityId, at: Timestamp| {
+        deploys.get(owner).is_some_and(|times| {
+            times
+                .iter()
+                .any(|&d| d <= at && at.secs() - d.secs() <= ROLLOUT_SECS)
+        })
+    };
     let mut per_owner: BTreeMap<EntityId, Vec<&Event>> = BTreeMap::new();
     for event in input.events.iter().filter(|e| {
         matches!(e.kind, EventKind::Restart | EventKind::OomKill) && input.window.contains(e.time)
     }) {
-        let owner = owning_service(owners, &event.entity).unwrap_or_else(|| event.entity.clone());
+        let owner = owner_of(&event.entity);
+        if event.kind == EventKind::Restart && planned(&owner, event.time) {
+            continue;
+        }
         per_owner.entry(owner).or_default().push(event);
     }
     per_owner
@@ -500,11 +566,11 @@ fn restart_findings(
                 start: first,
                 end: last.plus_secs(60),
             };
-            checked(
+            checked_fact(
                 plain_finding(
                     owner,
                     "restarts",
-                    SignalKind::Silence,
+                    SignalKind::Check("restarts".to_owned()),
                     severity,
                     span,
                     title,
@@ -543,11 +609,11 @@ fn single_instance_findings(playbook: &Playbook, topology: &Topology) -> Vec<Che
         .filter(|(_, set)| set.len() == 1)
         .map(|(service, _)| {
             let title = format!("{service} runs a single instance");
-            checked(
+            checked_fact(
                 plain_finding(
                     service.clone(),
                     "single-instance",
-                    SignalKind::Silence,
+                    SignalKind::Check("single-instance".to_owned()),
                     check.severity.unwrap_or(Severity::Info),
                     window,
                     title,
@@ -612,7 +678,7 @@ fn coverage(
             coverage.silent.push(service.clone());
             if let Some(check) = check {
                 let title = format!("{service} sent no requests in the last {silent_minutes} min");
-                findings.push(checked(
+                findings.push(checked_fact(
                     plain_finding(
                         service.clone(),
                         "silence",
@@ -691,11 +757,11 @@ async fn query_finding(
         "{name}: {value:.3} is {} {threshold}",
         if above { "above" } else { "below" }
     );
-    Ok(Some(checked(
+    Ok(Some(checked_fact(
         plain_finding(
             entity,
             &format!("query-{}", check.id),
-            SignalKind::Silence,
+            SignalKind::Check(check.id.clone()),
             check.severity.unwrap_or(Severity::Warning),
             window,
             title,
@@ -729,9 +795,10 @@ fn rank(
     graph.apply_window(range, &input.topology, calls, &[]);
     let anomalies: Vec<Anomaly> = findings
         .iter()
+        .filter(|f| f.rankable)
         .flat_map(|f| f.finding.anomalies.iter().cloned())
         .collect();
-    for checked in findings.iter_mut() {
+    for checked in findings.iter_mut().filter(|f| f.rankable) {
         let finding = &mut checked.finding;
         let symptom = Symptom {
             entity: finding.entity.clone(),

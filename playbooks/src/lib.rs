@@ -13,12 +13,14 @@ pub mod definition;
 pub mod evaluate;
 pub mod load;
 pub mod scope;
+pub mod truth;
 
 pub use assemble::{assemble, PreviousFinding, PreviousState, ReportIdentity};
 pub use definition::{Check, CheckParams, Detector, Override, Playbook, ReportSpec, Scope};
 pub use evaluate::{evaluate, CheckedFinding, Evaluation, EvaluationOptions, Timings};
 pub use load::{builtin, builtin_sources, load_all, parse, parse_utc_offset};
 pub use scope::Pattern;
+pub use truth::{score, TruthScore};
 
 use vigil_model::SourceError;
 

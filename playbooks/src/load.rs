@@ -186,7 +186,7 @@ fn validate(playbook: &Playbook, text: &str, origin: &str) -> Result<(), Playboo
             "must be between 1m and 7d".to_owned(),
         ));
     }
-    if playbook.window.as_secs() % 60 != 0 {
+    if !playbook.window.as_secs().is_multiple_of(60) {
         return Err(invalid(
             "window".to_owned(),
             "window",

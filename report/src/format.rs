@@ -153,7 +153,7 @@ pub(crate) fn unit(signal: &SignalKind) -> &'static str {
         SignalKind::Resource(_) => "/step",
         SignalKind::Statement(_) => "ms",
         SignalKind::SloBurn(_) => "×",
-        SignalKind::Silence => "",
+        SignalKind::Silence | SignalKind::Check(_) => "",
     }
 }
 

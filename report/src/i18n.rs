@@ -315,6 +315,7 @@ pub(crate) fn signal(language: Language, signal: &SignalKind) -> String {
                 format!("SLO {objective} burn")
             }
         }
+        SignalKind::Check(name) => name.clone(),
         SignalKind::Silence => if zh {
             "遥测中断"
         } else {
@@ -327,8 +328,10 @@ pub(crate) fn signal(language: Language, signal: &SignalKind) -> String {
 /// "rose" / "fell" after a signal, from observed against baseline.
 pub(crate) fn direction(language: Language, signal: &SignalKind, rose: bool) -> &'static str {
     match (signal, language, rose) {
-        (SignalKind::Silence | SignalKind::SloBurn(_), Language::En, _) => "",
-        (SignalKind::Silence, Language::Zh, _) => "",
+        (SignalKind::Silence | SignalKind::Check(_) | SignalKind::SloBurn(_), Language::En, _) => {
+            ""
+        }
+        (SignalKind::Silence | SignalKind::Check(_), Language::Zh, _) => "",
         (SignalKind::SloBurn(_), Language::Zh, _) => "过快",
         (SignalKind::Statement(_), Language::En, _) => " slow",
         (SignalKind::Statement(_), Language::Zh, _) => " 变慢",

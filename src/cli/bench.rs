@@ -29,6 +29,8 @@ pub enum BenchCommand {
     Rca(crate::cli::bench_rca::RcaBenchArgs),
     /// Analyzer accuracy on the simulator's fault catalogue, or baseline throughput.
     Detect(crate::cli::bench_detect::DetectBenchArgs),
+    /// The daily-report playbook end to end: time per phase and accuracy.
+    Patrol(crate::cli::bench_patrol::PatrolBenchArgs),
 }
 
 /// Which store a benchmark writes to.
@@ -69,6 +71,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store_bench(config, args).await,
         BenchCommand::Rca(args) => crate::cli::bench_rca::run(args),
         BenchCommand::Detect(args) => crate::cli::bench_detect::run(args),
+        BenchCommand::Patrol(args) => crate::cli::bench_patrol::run(config, args).await,
     }
 }
 

@@ -2,8 +2,11 @@
 
 pub mod bench;
 pub mod bench_detect;
+pub mod bench_patrol;
 pub mod bench_rca;
 pub mod db;
 pub mod demo;
+pub mod patrol;
 pub mod rca;
+pub mod serve;
 pub mod simulate;

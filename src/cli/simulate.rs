@@ -35,12 +35,24 @@ pub struct EstateArgs {
     /// Start of the span, unix seconds; default: the span ends at the current hour.
     #[arg(long)]
     pub start: Option<i64>,
+    /// Fault-free days before the `--hours` span, for baselines to learn from
+    /// (default: 0 for `simulate`, 1 for `demo`).
+    #[arg(long)]
+    pub history_days: Option<u32>,
 }
 
 impl EstateArgs {
     /// Builds the estate these arguments describe.
     pub fn estate(&self) -> anyhow::Result<Estate> {
-        let minutes = self.hours.checked_mul(60).context("--hours is too large")?;
+        let history = self
+            .history_days
+            .unwrap_or(0)
+            .checked_mul(1440)
+            .context("--history-days is too large")?;
+        let faulty = self.hours.checked_mul(60).context("--hours is too large")?;
+        let minutes = faulty
+            .checked_add(history)
+            .context("--hours plus --history-days is too large")?;
         let start = match self.start {
             Some(secs) => Timestamp::from_secs(secs).floor_to(60),
             None => {
@@ -57,7 +69,13 @@ impl EstateArgs {
         let faults = if self.no_faults {
             Vec::new()
         } else {
-            FaultSpec::random_catalogue(self.seed, minutes)
+            FaultSpec::random_catalogue(self.seed, faulty)
+                .into_iter()
+                .map(|mut spec| {
+                    spec.start_minute += history;
+                    spec
+                })
+                .collect()
         };
         let config = SimConfig {
             seed: self.seed,

@@ -21,6 +21,9 @@ pub enum SignalKind {
     SloBurn(String),
     /// Telemetry stopped arriving.
     Silence,
+    /// A fact a playbook check established (restarts, a single instance, a
+    /// query over its threshold), named by the check's detector.
+    Check(String),
 }
 
 /// How urgently a human should look.

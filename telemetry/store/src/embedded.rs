@@ -25,10 +25,10 @@ use async_trait::async_trait;
 use rusqlite::params;
 use tokio::sync::mpsc;
 use vigil_model::{
-    CallEdge, EdgeMetrics, EntityId, Event, Profile, RequestSample, RequestSeries, ResourceMetric,
-    ResourceSeries, SampleQuery, SeriesQuery, SourceError, StatementQuery, StatementStats,
-    StatementStep, StatementStepQuery, TelemetryBatch, TelemetrySource, TimeRange, Timestamp,
-    Topology,
+    CallEdge, DeliveryRecord, EdgeMetrics, EntityId, Event, FindingMark, Profile, RequestSample,
+    RequestSeries, ResourceMetric, ResourceSeries, SampleQuery, SeriesQuery, SourceError,
+    StatementQuery, StatementStats, StatementStep, StatementStepQuery, TelemetryBatch,
+    TelemetrySource, TimeRange, Timestamp, Topology,
 };
 
 use database::Database;
@@ -68,7 +68,7 @@ pub struct RetentionStats {
     pub rows: usize,
     /// Entities and relations last seen before the cut-off.
     pub topology: usize,
-    /// Reports and patrol runs.
+    /// Reports, patrol runs, deliveries, expired marks and resolved incidents.
     pub state: usize,
 }
 
@@ -288,6 +288,41 @@ impl EmbeddedStore {
             .await
     }
 
+    /// Records an acknowledgement or suppression of a finding.
+    pub async fn save_mark(&self, mark: &FindingMark) -> Result<(), StoreError> {
+        let mark = mark.clone();
+        self.run(move |database| database.save_mark(&mark)).await
+    }
+
+    /// Acknowledgements and suppressions in force at `now` (the latest per finding).
+    pub async fn active_marks(&self, now: Timestamp) -> Result<Vec<FindingMark>, StoreError> {
+        self.run(move |database| database.active_marks(now)).await
+    }
+
+    /// Ends a finding's marks at `now`; returns how many were in force.
+    pub async fn clear_marks(
+        &self,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let fingerprint = fingerprint.to_owned();
+        self.run(move |database| database.clear_marks(&fingerprint, now))
+            .await
+    }
+
+    /// Keeps a record of notification deliveries.
+    pub async fn save_deliveries(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.run(move |database| database.save_deliveries(&records))
+            .await
+    }
+
+    /// Up to `limit` delivery records, latest first.
+    pub async fn list_deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.run(move |database| database.list_deliveries(limit))
+            .await
+    }
+
     /// Records an operator's feedback on an incident; `false` when unknown.
     pub async fn set_incident_feedback(
         &self,
@@ -396,6 +431,17 @@ impl Database {
             stats.state += execute(
                 "patrol_run",
                 "DELETE FROM patrol_run WHERE ended_at IS NOT NULL AND ended_at < ?1",
+                cutoff,
+            )?;
+            stats.state += execute("delivery", "DELETE FROM delivery WHERE at < ?1", cutoff)?;
+            stats.state += execute(
+                "finding_mark",
+                "DELETE FROM finding_mark WHERE expires_at < ?1",
+                cutoff,
+            )?;
+            stats.state += execute(
+                "incident",
+                "DELETE FROM incident WHERE status = 'resolved' AND resolved_at < ?1",
                 cutoff,
             )?;
         }

@@ -829,3 +829,73 @@ async fn write_throughput_of_a_thousand_service_day() {
     );
     assert_eq!(series.len(), 1000);
 }
+
+#[tokio::test]
+async fn marks_apply_until_they_expire_and_deliveries_are_kept() {
+    use vigil_model::{DeliveryOutcome, DeliveryRecord, FindingMark, MarkKind};
+    let store = EmbeddedStore::open_in_memory().expect("open");
+    let mark = |kind, created, expires| FindingMark {
+        fingerprint: "latency:service:checkout".to_owned(),
+        kind,
+        reason: "known, fix rolling out".to_owned(),
+        by: "alice".to_owned(),
+        created: Timestamp(created),
+        expires: Timestamp(expires),
+    };
+    store
+        .save_mark(&mark(MarkKind::Acknowledged, 100, 1_000))
+        .await
+        .expect("save");
+    store
+        .save_mark(&mark(MarkKind::Suppressed, 200, 500))
+        .await
+        .expect("save");
+    let at = |t| store.active_marks(Timestamp(t));
+    assert!(at(50).await.expect("marks").is_empty());
+    assert_eq!(
+        at(150).await.expect("marks")[0].kind,
+        MarkKind::Acknowledged
+    );
+    let both = at(300).await.expect("marks");
+    assert_eq!(both.len(), 1, "the latest mark per finding wins: {both:?}");
+    assert_eq!(both[0].kind, MarkKind::Suppressed);
+    assert_eq!(
+        at(600).await.expect("marks")[0].kind,
+        MarkKind::Acknowledged
+    );
+    assert_eq!(
+        store
+            .clear_marks("latency:service:checkout", Timestamp(700))
+            .await
+            .expect("clear"),
+        1
+    );
+    assert!(at(701).await.expect("marks").is_empty());
+
+    let record = |id: &str, outcome| DeliveryRecord {
+        message_id: id.to_owned(),
+        channel: "ops".to_owned(),
+        route: "critical".to_owned(),
+        attempts: 2,
+        outcome,
+        http_status: Some(200),
+        at: Timestamp(1_000),
+        elapsed_ms: 12,
+    };
+    store
+        .save_deliveries(&[
+            record("a", DeliveryOutcome::Delivered),
+            record(
+                "b",
+                DeliveryOutcome::Failed {
+                    error: "HTTP 500".to_owned(),
+                },
+            ),
+        ])
+        .await
+        .expect("save deliveries");
+    let kept = store.list_deliveries(10).await.expect("list");
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].message_id, "b", "latest first");
+    assert!(matches!(kept[0].outcome, DeliveryOutcome::Failed { .. }));
+}

@@ -17,10 +17,11 @@ struct Migration {
 
 /// The migrations this binary knows, oldest first. Never edit a released one:
 /// add a new version instead.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "telemetry chunks, topology, statements, samples, profiles, events, state",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "telemetry chunks, topology, statements, samples, profiles, events, state",
+        sql: r#"
 -- Interned entity ids; first/last seen bound the span of batches that mentioned them.
 CREATE TABLE entity (
     id          INTEGER PRIMARY KEY,
@@ -158,10 +159,40 @@ CREATE TABLE incident (
 CREATE INDEX incident_by_fingerprint ON incident (fingerprint, status);
 CREATE INDEX incident_by_opened ON incident (opened_at);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "finding acknowledgements and suppressions, notification deliveries",
+        sql: r#"
+CREATE TABLE finding_mark (
+    fingerprint TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    marked_by   TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, created_at)
+);
+CREATE INDEX finding_mark_by_expiry ON finding_mark (expires_at);
+
+CREATE TABLE delivery (
+    message_id  TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    http_status INTEGER,
+    at          INTEGER NOT NULL,
+    elapsed_ms  INTEGER NOT NULL
+);
+CREATE INDEX delivery_by_at ON delivery (at);
+CREATE INDEX delivery_by_message ON delivery (message_id);
+"#,
+    },
+];
 
 /// The newest schema version this binary can create or migrate to.
-pub const LATEST_VERSION: i64 = 1;
+pub const LATEST_VERSION: i64 = 2;
 
 /// Brings the schema of `connection` (the file `path`) up to [`LATEST_VERSION`].
 pub(crate) fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@
 
 use rusqlite::{params, Row};
 use serde::{Deserialize, Serialize};
-use vigil_model::{PatrolOutcome, PatrolRun, Timestamp};
+use vigil_model::{DeliveryRecord, FindingMark, MarkKind, PatrolOutcome, PatrolRun, Timestamp};
 
 use super::database::Database;
 use super::error::StoreError;
@@ -467,5 +467,151 @@ impl Database {
             .and_then(|mut update| update.execute(params![id, at.secs()]))
             .map_err(self.error("incident"))?;
         Ok(changed > 0)
+    }
+}
+
+impl Database {
+    /// Records an acknowledgement or suppression.
+    pub fn save_mark(&self, mark: &FindingMark) -> Result<(), StoreError> {
+        self.connection
+            .prepare_cached(
+                "INSERT OR REPLACE INTO finding_mark
+                    (fingerprint, kind, reason, marked_by, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    mark.fingerprint,
+                    mark.kind.as_str(),
+                    mark.reason,
+                    mark.by,
+                    mark.created.secs(),
+                    mark.expires.secs()
+                ])
+            })
+            .map_err(self.error("finding_mark"))?;
+        Ok(())
+    }
+
+    /// Marks in force at `now`, latest first (at most one per fingerprint: the latest).
+    pub fn active_marks(&self, now: Timestamp) -> Result<Vec<FindingMark>, StoreError> {
+        let table = "finding_mark";
+        let mut select = self
+            .connection
+            .prepare_cached(
+                "SELECT fingerprint, kind, reason, marked_by, created_at, expires_at
+                 FROM finding_mark WHERE created_at <= ?1 AND expires_at > ?1
+                 ORDER BY created_at DESC",
+            )
+            .map_err(self.error(table))?;
+        let mut rows = select
+            .query(params![now.secs()])
+            .map_err(self.error(table))?;
+        let mut marks: Vec<FindingMark> = Vec::new();
+        while let Some(row) = rows.next().map_err(self.error(table))? {
+            let kind: String = row.get(1).map_err(self.error(table))?;
+            let kind = match kind.as_str() {
+                "acknowledged" => MarkKind::Acknowledged,
+                "suppressed" => MarkKind::Suppressed,
+                other => {
+                    return Err(damaged(
+                        &self.path,
+                        table,
+                        format!("unknown mark kind {other:?}"),
+                    ))
+                }
+            };
+            let mark = FindingMark {
+                fingerprint: row.get(0).map_err(self.error(table))?,
+                kind,
+                reason: row.get(2).map_err(self.error(table))?,
+                by: row.get(3).map_err(self.error(table))?,
+                created: Timestamp(row.get(4).map_err(self.error(table))?),
+                expires: Timestamp(row.get(5).map_err(self.error(table))?),
+            };
+            if !marks.iter().any(|m| m.fingerprint == mark.fingerprint) {
+                marks.push(mark);
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Ends the marks of `fingerprint` at `now`; returns how many were in force.
+    pub fn clear_marks(&self, fingerprint: &str, now: Timestamp) -> Result<usize, StoreError> {
+        self.connection
+            .prepare_cached(
+                "UPDATE finding_mark SET expires_at = ?2
+                 WHERE fingerprint = ?1 AND created_at <= ?2 AND expires_at > ?2",
+            )
+            .and_then(|mut update| update.execute(params![fingerprint, now.secs()]))
+            .map_err(self.error("finding_mark"))
+    }
+
+    /// Appends delivery records.
+    pub fn save_deliveries(&mut self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let transaction = self
+            .connection
+            .transaction()
+            .map_err(|source| StoreError::sqlite(&path, "delivery", source))?;
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO delivery
+                        (message_id, channel, route, attempts, outcome, http_status, at, elapsed_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(|source| StoreError::sqlite(&path, "delivery", source))?;
+            for record in records {
+                let outcome = to_json("delivery outcome", &record.outcome)?;
+                insert
+                    .execute(params![
+                        record.message_id,
+                        record.channel,
+                        record.route,
+                        record.attempts,
+                        outcome,
+                        record.http_status,
+                        record.at.secs(),
+                        i64::try_from(record.elapsed_ms).unwrap_or(i64::MAX)
+                    ])
+                    .map_err(|source| StoreError::sqlite(&path, "delivery", source))?;
+            }
+        }
+        transaction
+            .commit()
+            .map_err(|source| StoreError::sqlite(&path, "delivery", source))
+    }
+
+    /// Up to `limit` delivery records, latest first.
+    pub fn list_deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let table = "delivery";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut select = self
+            .connection
+            .prepare_cached(
+                "SELECT message_id, channel, route, attempts, outcome, http_status, at, elapsed_ms
+                 FROM delivery ORDER BY at DESC, rowid DESC LIMIT ?1",
+            )
+            .map_err(self.error(table))?;
+        let mut rows = select.query(params![limit]).map_err(self.error(table))?;
+        let mut records = Vec::new();
+        while let Some(row) = rows.next().map_err(self.error(table))? {
+            let outcome: String = row.get(4).map_err(self.error(table))?;
+            let outcome = serde_json::from_str(&outcome)
+                .map_err(|error| damaged(&self.path, table, format!("outcome: {error}")))?;
+            records.push(DeliveryRecord {
+                message_id: row.get(0).map_err(self.error(table))?,
+                channel: row.get(1).map_err(self.error(table))?,
+                route: row.get(2).map_err(self.error(table))?,
+                attempts: row.get(3).map_err(self.error(table))?,
+                outcome,
+                http_status: row.get(5).map_err(self.error(table))?,
+                at: Timestamp(row.get(6).map_err(self.error(table))?),
+                elapsed_ms: u64::try_from(row.get::<_, i64>(7).map_err(self.error(table))?)
+                    .unwrap_or(0),
+            });
+        }
+        Ok(records)
     }
 }

@@ -1,0 +1,381 @@
+//! Loads and attaches the kernel programs of `ebpf/vigil.bpf.c` with aya, and
+//! reads their maps: the L7 ring buffer, on-CPU samples and stacks, TCP counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::{PerfEvent, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+
+use crate::error::AgentError;
+use crate::wire::{SampleKey, TcpKey, SAMPLE_KEY_SIZE, TCP_KEY_SIZE};
+
+/// The compiled, stripped kernel object (built by `build.rs`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil.bpf.o"));
+
+/// L7 capture programs: (program, tracepoint category, tracepoint name).
+const L7_PROGRAMS: &[(&str, &str)] = &[
+    ("enter_read_tp", "sys_enter_read"),
+    ("exit_read_tp", "sys_exit_read"),
+    ("enter_recvfrom_tp", "sys_enter_recvfrom"),
+    ("exit_recvfrom_tp", "sys_exit_recvfrom"),
+    ("enter_readv_tp", "sys_enter_readv"),
+    ("exit_readv_tp", "sys_exit_readv"),
+    ("enter_recvmsg_tp", "sys_enter_recvmsg"),
+    ("exit_recvmsg_tp", "sys_exit_recvmsg"),
+    ("enter_write_tp", "sys_enter_write"),
+    ("enter_sendto_tp", "sys_enter_sendto"),
+    ("enter_writev_tp", "sys_enter_writev"),
+    ("enter_sendmsg_tp", "sys_enter_sendmsg"),
+];
+
+/// TCP health programs: (program, category, name).
+const TCP_PROGRAMS: &[(&str, &str, &str)] = &[
+    ("tcp_retransmit_tp", "tcp", "tcp_retransmit_skb"),
+    ("tcp_send_reset_tp", "tcp", "tcp_send_reset"),
+    ("tcp_receive_reset_tp", "tcp", "tcp_receive_reset"),
+    ("inet_sock_set_state_tp", "sock", "inet_sock_set_state"),
+];
+
+/// What to load and attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Attach the L7 syscall tracepoints.
+    pub l7: bool,
+    /// Server ports to capture.
+    pub server_ports: Vec<u16>,
+    /// When non-empty, capture only these pids.
+    pub pids: Vec<u32>,
+    /// Never capture the agent's own process (off only in tests that serve from it).
+    pub exclude_self: bool,
+    /// Ring-buffer fill in bytes at which the kernel wakes userspace.
+    pub wakeup_bytes: u64,
+    /// Sample on-CPU stacks at this frequency (Hz per CPU); `None` for no profiling.
+    pub profile_hz: Option<u64>,
+    /// Attach the TCP health tracepoints.
+    pub tcp: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            l7: true,
+            server_ports: Vec::new(),
+            pids: Vec::new(),
+            exclude_self: true,
+            wakeup_bytes: 256 * 1024,
+            profile_hz: None,
+            tcp: false,
+        }
+    }
+}
+
+/// One sampled stack and its count: key, samples, user and kernel
+/// instruction pointers (leaf first).
+pub type Sample = (SampleKey, u64, Vec<u64>, Vec<u64>);
+
+/// Counters the kernel side keeps (summed over CPUs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStats {
+    /// L7 events submitted.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ring_full: u64,
+    /// Requests parked waiting for a response.
+    pub pending: u64,
+}
+
+/// The loaded programs and their maps.
+pub struct Probes {
+    ebpf: Ebpf,
+    ring: Option<RingBuf<MapData>>,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes").finish_non_exhaustive()
+    }
+}
+
+fn ebpf_err(what: &str) -> impl FnOnce(String) -> AgentError + '_ {
+    move |e| AgentError::Ebpf(format!("{what}: {e}"))
+}
+
+/// Mounts tracefs at `/sys/kernel/tracing` when no tracefs is mounted
+/// (aya attaches tracepoints through it).
+pub fn ensure_tracefs() -> Result<(), AgentError> {
+    if Path::new("/sys/kernel/tracing/events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
+        return Ok(());
+    }
+    let status = Command::new("mount")
+        .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+        .status()
+        .map_err(|e| AgentError::Ebpf(format!("mount tracefs: {e}")))?;
+    if !status.success() || !Path::new("/sys/kernel/tracing/events").exists() {
+        return Err(AgentError::Ebpf(
+            "tracefs is not mounted and `mount -t tracefs nodev /sys/kernel/tracing` failed (run as root, privileged)".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Probes {
+    /// Loads the object and attaches what `options` asks for. Fails (never
+    /// degrades silently) when not root or when the kernel refuses a program.
+    pub fn load(options: &ProbeOptions) -> Result<Self, AgentError> {
+        ensure_tracefs()?;
+        let self_pid: u32 = if options.exclude_self {
+            std::process::id()
+        } else {
+            u32::MAX
+        };
+        let filter_pids: u32 = u32::from(!options.pids.is_empty());
+        let mut ebpf = EbpfLoader::new()
+            .override_global("self_pid", &self_pid, true)
+            .override_global("filter_pids", &filter_pids, true)
+            .override_global("wakeup_bytes", &options.wakeup_bytes, true)
+            // `active_reads` is task storage, which aya 0.14 has no Rust type
+            // for; it is created all the same and only the kernel uses it.
+            .allow_unsupported_maps()
+            .load(OBJECT)
+            .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
+        {
+            let map = ebpf
+                .map_mut("server_ports")
+                .ok_or_else(|| AgentError::Ebpf("no map server_ports".into()))?;
+            let mut ports: BpfHashMap<_, u16, u8> =
+                BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+            for port in &options.server_ports {
+                ports
+                    .insert(port, 1, 0)
+                    .map_err(|e| AgentError::Ebpf(format!("server_ports: {e}")))?;
+            }
+        }
+        {
+            let map = ebpf
+                .map_mut("target_pids")
+                .ok_or_else(|| AgentError::Ebpf("no map target_pids".into()))?;
+            let mut pids: BpfHashMap<_, u32, u8> =
+                BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+            for pid in &options.pids {
+                pids.insert(pid, 1, 0)
+                    .map_err(|e| AgentError::Ebpf(format!("target_pids: {e}")))?;
+            }
+        }
+        if options.l7 {
+            for (program, name) in L7_PROGRAMS {
+                attach_tracepoint(&mut ebpf, program, "syscalls", name)?;
+            }
+        }
+        if options.tcp {
+            for (program, category, name) in TCP_PROGRAMS {
+                attach_tracepoint(&mut ebpf, program, category, name)?;
+            }
+        }
+        if let Some(hz) = options.profile_hz {
+            let program: &mut PerfEvent = ebpf
+                .program_mut("on_cpu_sample")
+                .ok_or_else(|| AgentError::Ebpf("no program on_cpu_sample".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| AgentError::Ebpf(e.to_string()))?;
+            program
+                .load()
+                .map_err(|e| ebpf_err("load on_cpu_sample")(e.to_string()))?;
+            let cpus = aya::util::online_cpus()
+                .map_err(|(what, e)| AgentError::Ebpf(format!("{what}: {e}")))?;
+            for cpu in cpus {
+                program
+                    .attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        SamplePolicy::Frequency(hz),
+                        false,
+                    )
+                    .map_err(|e| ebpf_err("attach cpu-clock")(format!("cpu {cpu}: {e}")))?;
+            }
+        }
+        let ring = if options.l7 {
+            let map = ebpf
+                .take_map("events")
+                .ok_or_else(|| AgentError::Ebpf("no map events".into()))?;
+            Some(RingBuf::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?)
+        } else {
+            None
+        };
+        Ok(Self { ebpf, ring })
+    }
+
+    /// Replaces the kernel's server-port filter (empty: capture nothing).
+    pub fn set_server_ports(&mut self, wanted: &[u16]) -> Result<(), AgentError> {
+        let map = self
+            .ebpf
+            .map_mut("server_ports")
+            .ok_or_else(|| AgentError::Ebpf("no map server_ports".into()))?;
+        let mut ports: BpfHashMap<_, u16, u8> =
+            BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+        let present: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
+        for port in &present {
+            if !wanted.contains(port) {
+                let _ = ports.remove(port);
+            }
+        }
+        for port in wanted {
+            ports
+                .insert(port, 1, 0)
+                .map_err(|e| AgentError::Ebpf(format!("server_ports: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Hands every queued ring-buffer record to `f`; returns how many.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let Some(ring) = self.ring.as_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Kernel-side counters.
+    pub fn stats(&self) -> ProbeStats {
+        let Some(map) = self.ebpf.map("stats") else {
+            return ProbeStats::default();
+        };
+        let Ok(stats) = PerCpuArray::<_, u64>::try_from(map) else {
+            return ProbeStats::default();
+        };
+        let sum = |index: u32| {
+            stats
+                .get(&index, 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        ProbeStats {
+            events: sum(0),
+            ring_full: sum(1),
+            pending: sum(2),
+        }
+    }
+
+    /// Replaces the set of profiled pids.
+    pub fn set_profile_pids(&mut self, wanted: &HashSet<u32>) -> Result<(), AgentError> {
+        let map = self
+            .ebpf
+            .map_mut("profile_pids")
+            .ok_or_else(|| AgentError::Ebpf("no map profile_pids".into()))?;
+        let mut pids: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+        let present: Vec<u32> = pids.keys().filter_map(Result::ok).collect();
+        for pid in &present {
+            if !wanted.contains(pid) {
+                let _ = pids.remove(pid);
+            }
+        }
+        for pid in wanted {
+            if !present.contains(pid) {
+                pids.insert(pid, 1, 0)
+                    .map_err(|e| AgentError::Ebpf(format!("profile_pids: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes (reads and clears) the sample counts, with each stack's
+    /// instruction pointers (leaf first). Stacks are removed after reading.
+    pub fn take_samples(&mut self) -> Result<Vec<Sample>, AgentError> {
+        let raw: Vec<([u8; SAMPLE_KEY_SIZE], u64)> = {
+            let map = self
+                .ebpf
+                .map_mut("samples")
+                .ok_or_else(|| AgentError::Ebpf("no map samples".into()))?;
+            let mut samples: BpfHashMap<_, [u8; SAMPLE_KEY_SIZE], u64> =
+                BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+            let raw: Vec<_> = samples.iter().filter_map(Result::ok).collect();
+            for (key, _) in &raw {
+                let _ = samples.remove(key);
+            }
+            raw
+        };
+        let map = self
+            .ebpf
+            .map_mut("stacks")
+            .ok_or_else(|| AgentError::Ebpf("no map stacks".into()))?;
+        let mut stacks =
+            StackTraceMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+        let mut cache: HashMap<i32, Vec<u64>> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (key, count) in raw {
+            let key = SampleKey::parse(&key);
+            let mut frames = |id: i32| -> Vec<u64> {
+                if id < 0 {
+                    return Vec::new();
+                }
+                cache
+                    .entry(id)
+                    .or_insert_with(|| {
+                        u32::try_from(id)
+                            .ok()
+                            .and_then(|id| stacks.get(&id, 0).ok())
+                            .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
+                            .unwrap_or_default()
+                    })
+                    .clone()
+            };
+            let user = frames(key.user_stack);
+            let kernel = frames(key.kernel_stack);
+            out.push((key, count, user, kernel));
+        }
+        for id in cache.keys() {
+            if let Ok(id) = u32::try_from(*id) {
+                let _ = stacks.remove(&id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes (reads and clears) the TCP trouble counters per peer.
+    pub fn take_tcp_counts(&mut self) -> Result<BTreeMap<TcpKey, u64>, AgentError> {
+        let map = self
+            .ebpf
+            .map_mut("tcp_counts")
+            .ok_or_else(|| AgentError::Ebpf("no map tcp_counts".into()))?;
+        let mut counts: BpfHashMap<_, [u8; TCP_KEY_SIZE], u64> =
+            BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+        let raw: Vec<_> = counts.iter().filter_map(Result::ok).collect();
+        let mut out = BTreeMap::new();
+        for (key, count) in raw {
+            let _ = counts.remove(&key);
+            if let Some(parsed) = TcpKey::parse(&key) {
+                *out.entry(parsed).or_insert(0) += count;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<(), AgentError> {
+    let tp: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| AgentError::Ebpf(format!("no program {program}")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| AgentError::Ebpf(e.to_string()))?;
+    tp.load()
+        .map_err(|e| AgentError::Ebpf(format!("load {program}: {e}")))?;
+    tp.attach(category, name)
+        .map_err(|e| AgentError::Ebpf(format!("attach {program} to {category}:{name}: {e}")))?;
+    Ok(())
+}

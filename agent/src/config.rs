@@ -1,0 +1,391 @@
+//! The agent's YAML configuration, close in spirit to DeepFlow's agent-group
+//! config: a process matcher, enabled protocols and obfuscation, limits, the
+//! circuit breaker, and where to export. Every key has a default; unknown keys
+//! are errors naming the key; `VIGIL_AGENT_*` environment variables override.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vigil_store::clickhouse::ClickHouseConfig;
+
+use crate::error::AgentError;
+use crate::l7::ParseOptions;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// L7 request capture.
+    pub capture: CaptureConfig,
+    /// On-CPU profiling.
+    pub profile: ProfileConfig,
+    /// Per-process CPU/memory and TCP health.
+    pub resources: ResourcesConfig,
+    /// Resource limits of the agent itself.
+    pub limits: LimitsConfig,
+    /// Pausing collection while the host is overloaded.
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Where rows go.
+    pub export: ExportConfig,
+    /// Docker container identity.
+    pub docker: DockerConfig,
+}
+
+/// Which requests to capture and how to parse them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Capture at all.
+    pub enabled: bool,
+    /// Server ports whose requests are captured (server side: the local port).
+    pub server_ports: Vec<u16>,
+    /// When non-empty, only these pids are captured.
+    pub pids: Vec<u32>,
+    /// Enabled L7 protocols: `http`, `mysql`, `redis`.
+    pub protocols: Vec<String>,
+    /// Protocols whose payloads are obfuscated (SQL literals → `?`, Redis values dropped).
+    pub obfuscate_protocols: Vec<String>,
+    /// HTTP paths are grouped by this many leading segments.
+    pub http_path_segments: usize,
+    /// Ring-buffer fill (bytes) at which the kernel wakes the agent early.
+    pub wakeup_bytes: u64,
+    /// How often the agent drains the ring buffer, milliseconds.
+    pub drain_interval_ms: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            server_ports: vec![80, 3306, 6379, 8080],
+            pids: Vec::new(),
+            protocols: vec!["http".into(), "mysql".into(), "redis".into()],
+            obfuscate_protocols: vec!["mysql".into(), "redis".into()],
+            http_path_segments: 2,
+            wakeup_bytes: 256 * 1024,
+            drain_interval_ms: 100,
+        }
+    }
+}
+
+impl CaptureConfig {
+    /// The parser options this section asks for.
+    pub fn parse_options(&self) -> ParseOptions {
+        let on = |name: &str| self.protocols.iter().any(|p| p.eq_ignore_ascii_case(name));
+        let obfuscated = |name: &str| {
+            self.obfuscate_protocols
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(name))
+        };
+        ParseOptions {
+            http: on("http"),
+            mysql: on("mysql"),
+            redis: on("redis"),
+            obfuscate: obfuscated("mysql") || obfuscated("redis"),
+            http_path_segments: self.http_path_segments,
+        }
+    }
+}
+
+/// On-CPU profiling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Profile at all.
+    pub enabled: bool,
+    /// Processes (by `comm`) to profile.
+    pub process_matcher: String,
+    /// Samples per second per CPU. Profiles are stored per minute.
+    pub frequency_hz: u64,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            process_matcher: "^(mysqld|mariadbd|redis-server|nginx|node|java|python3?)$".into(),
+            frequency_hz: 99,
+        }
+    }
+}
+
+/// Per-process CPU and memory, TCP health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// Collect at all.
+    pub enabled: bool,
+    /// Processes (by `comm`) whose CPU and memory are recorded.
+    pub process_matcher: String,
+    /// Seconds between samples (the stored step is one minute).
+    pub interval_secs: u64,
+}
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            process_matcher: "^(mysqld|mariadbd|redis-server|nginx|node|java|python3?)$".into(),
+            interval_secs: 10,
+        }
+    }
+}
+
+/// The agent's own limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Resident memory above which collection pauses, MiB.
+    pub max_memory: u64,
+    /// CPU above which collection pauses, thousandths of a core.
+    pub max_millicpus: u64,
+    /// Requests queued for export before new ones are dropped (and counted).
+    pub queue_size: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_memory: 256,
+            max_millicpus: 1000,
+            queue_size: 65_536,
+        }
+    }
+}
+
+/// Pause collection while load15 / cores is high.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Use the breaker.
+    pub enabled: bool,
+    /// Relative load (load15 / cores) at which collection pauses.
+    pub relative_load_trigger: f64,
+    /// Relative load below which it resumes.
+    pub relative_load_recover: f64,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            relative_load_trigger: 2.0,
+            relative_load_recover: 1.5,
+        }
+    }
+}
+
+/// Where rows go and how they are buffered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// ClickHouse (the store's own config block).
+    pub clickhouse: ClickHouseConfig,
+    /// Create or upgrade Vigil's tables at start (`vigil db migrate` does the same).
+    pub migrate: bool,
+    /// Rows per insert at most.
+    pub batch_size: usize,
+    /// Milliseconds between inserts.
+    pub flush_interval_ms: u64,
+    /// Directory of the on-disk buffer used while ClickHouse is down.
+    pub spool_dir: PathBuf,
+    /// Bytes the buffer may hold; batches beyond are dropped and counted.
+    pub spool_max_bytes: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            clickhouse: ClickHouseConfig::default(),
+            migrate: false,
+            batch_size: 10_000,
+            flush_interval_ms: 1_000,
+            spool_dir: PathBuf::from("/var/lib/vigil-agent/spool"),
+            spool_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Docker container identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Ask the Docker Engine API for names, images and labels.
+    pub enabled: bool,
+    /// The Engine API's unix socket.
+    pub socket: PathBuf,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: PathBuf::from("/var/run/docker.sock"),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Parses YAML; errors name the offending key.
+    pub fn from_yaml(text: &str) -> Result<Self, AgentError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let de = serde_norway::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            AgentError::Config(format!("{path}: {}", e.into_inner()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a file (see [`AgentConfig::from_yaml`]).
+    pub fn load(path: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(path).map_err(|e| AgentError::io(path, e))?;
+        Self::from_yaml(&text)
+    }
+
+    /// Applies `VIGIL_AGENT_*` overrides from `vars` (usually `std::env::vars()`).
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), AgentError> {
+        for (name, value) in vars {
+            let bad =
+                |key: &str| AgentError::Config(format!("{name} ({key}): cannot parse {value:?}"));
+            match name.as_str() {
+                "VIGIL_AGENT_CLICKHOUSE_URL" => self.export.clickhouse.url = value.clone(),
+                "VIGIL_AGENT_CLICKHOUSE_DATABASE" => {
+                    self.export.clickhouse.database = value.clone()
+                }
+                "VIGIL_AGENT_SPOOL_DIR" => self.export.spool_dir = PathBuf::from(&value),
+                "VIGIL_AGENT_SERVER_PORTS" => {
+                    self.capture.server_ports = value
+                        .split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| s.trim().parse().map_err(|_| bad("capture.server_ports")))
+                        .collect::<Result<_, _>>()?;
+                }
+                "VIGIL_AGENT_PROFILE_MATCHER" => self.profile.process_matcher = value.clone(),
+                "VIGIL_AGENT_MAX_MEMORY" => {
+                    self.limits.max_memory = value.parse().map_err(|_| bad("limits.max_memory"))?;
+                }
+                "VIGIL_AGENT_MAX_MILLICPUS" => {
+                    self.limits.max_millicpus =
+                        value.parse().map_err(|_| bad("limits.max_millicpus"))?;
+                }
+                _ => {}
+            }
+        }
+        self.validate()
+    }
+
+    /// Checks values serde cannot, naming the key.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let problem =
+            |key: &str, message: &str| Err(AgentError::Config(format!("{key}: {message}")));
+        for protocol in self
+            .capture
+            .protocols
+            .iter()
+            .chain(&self.capture.obfuscate_protocols)
+        {
+            if !["http", "mysql", "redis"].contains(&protocol.to_ascii_lowercase().as_str()) {
+                return problem(
+                    "capture.protocols",
+                    &format!("unknown protocol {protocol:?} (http, mysql, redis)"),
+                );
+            }
+        }
+        if regex::Regex::new(&self.profile.process_matcher).is_err() {
+            return problem("profile.process_matcher", "not a valid regular expression");
+        }
+        if regex::Regex::new(&self.resources.process_matcher).is_err() {
+            return problem(
+                "resources.process_matcher",
+                "not a valid regular expression",
+            );
+        }
+        if !(1..=1000).contains(&self.profile.frequency_hz) {
+            return problem("profile.frequency_hz", "must be 1..=1000");
+        }
+        if self.circuit_breaker.relative_load_recover > self.circuit_breaker.relative_load_trigger {
+            return problem(
+                "circuit_breaker.relative_load_recover",
+                "must not exceed relative_load_trigger",
+            );
+        }
+        if self.export.batch_size == 0 {
+            return problem("export.batch_size", "must be at least 1");
+        }
+        if self.limits.queue_size == 0 {
+            return problem("limits.queue_size", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let example = include_str!("../vigil-agent.example.yaml");
+        assert_eq!(
+            AgentConfig::from_yaml(example).expect("example"),
+            AgentConfig::default()
+        );
+    }
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(
+            AgentConfig::from_yaml("").expect("empty"),
+            AgentConfig::default()
+        );
+    }
+
+    #[test]
+    fn partial_yaml_keeps_defaults() {
+        let config = AgentConfig::from_yaml(
+            "capture:\n  server_ports: [16379]\nlimits:\n  max_millicpus: 500\nexport:\n  clickhouse:\n    url: http://127.0.0.1:18123\n",
+        )
+        .expect("config");
+        assert_eq!(config.capture.server_ports, [16379]);
+        assert_eq!(config.limits.max_millicpus, 500);
+        assert_eq!(config.limits.max_memory, 256);
+        assert_eq!(config.export.clickhouse.url, "http://127.0.0.1:18123");
+        assert_eq!(config.circuit_breaker.relative_load_trigger, 2.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = AgentConfig::from_yaml("capture:\n  server_portz: [1]\n").expect_err("unknown");
+        let text = err.to_string();
+        assert!(
+            text.contains("capture") && text.contains("server_portz"),
+            "{text}"
+        );
+        let err = AgentConfig::from_yaml("profile:\n  process_matcher: '('\n").expect_err("regex");
+        assert!(err.to_string().contains("profile.process_matcher"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut config = AgentConfig::default();
+        config
+            .apply_env([
+                ("VIGIL_AGENT_SERVER_PORTS".to_owned(), "1,2".to_owned()),
+                ("VIGIL_AGENT_MAX_MEMORY".to_owned(), "64".to_owned()),
+            ])
+            .expect("env");
+        assert_eq!(config.capture.server_ports, [1, 2]);
+        assert_eq!(config.limits.max_memory, 64);
+        let err = config
+            .apply_env([("VIGIL_AGENT_MAX_MEMORY".to_owned(), "lots".to_owned())])
+            .expect_err("bad");
+        assert!(err.to_string().contains("limits.max_memory"));
+    }
+}

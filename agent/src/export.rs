@@ -1,0 +1,465 @@
+//! Export to ClickHouse: batched inserts through `vigil-store`, and while the
+//! server is down an ordered, bounded on-disk spool that is replayed (oldest
+//! first) before anything new is written. Nothing is lost below the spool's
+//! bound; batches above it are dropped and counted.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_model::RequestRecord;
+use vigil_store::clickhouse::{ClickHouseStore, MIGRATIONS};
+
+use crate::error::AgentError;
+
+/// Version of the spool's file format (first line of every segment).
+pub const SPOOL_FORMAT: u32 = 1;
+/// Oldest schema version of Vigil's ClickHouse tables this agent can write to:
+/// it needs the request log, resources (1) and profiles (2).
+pub const MIN_SCHEMA_VERSION: u32 = 2;
+
+/// The newest schema version this agent knows (from the store it was built with).
+pub fn known_schema_version() -> u32 {
+    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Checks the server's applied schema versions against this agent's; the
+/// error says which side to upgrade.
+pub fn check_schema(applied: &[u32]) -> Result<u32, AgentError> {
+    let known = known_schema_version();
+    let Some(server) = applied.iter().copied().max() else {
+        return Err(AgentError::Version(format!(
+            "ClickHouse has no Vigil tables (schema version 0); this agent needs version {MIN_SCHEMA_VERSION}..={known}: run `vigil db migrate` or set export.migrate: true"
+        )));
+    };
+    if server < MIN_SCHEMA_VERSION {
+        return Err(AgentError::Version(format!(
+            "ClickHouse's Vigil schema is version {server}, this agent needs at least {MIN_SCHEMA_VERSION}: run `vigil db migrate` with the matching server"
+        )));
+    }
+    if server > known {
+        return Err(AgentError::Version(format!(
+            "ClickHouse's Vigil schema is version {server}, newer than this agent knows ({known}): upgrade vigil-agent to the server's release"
+        )));
+    }
+    Ok(server)
+}
+
+/// Where batches go.
+pub trait Sink: Send + Sync {
+    /// Writes one batch; an error means nothing of it was stored.
+    fn write(
+        &self,
+        records: &[RequestRecord],
+    ) -> impl Future<Output = Result<(), AgentError>> + Send;
+}
+
+impl Sink for ClickHouseStore {
+    async fn write(&self, records: &[RequestRecord]) -> Result<(), AgentError> {
+        Ok(self.write_agent_records(records).await?)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SpoolHeader {
+    vigil_spool: u32,
+    records: usize,
+}
+
+/// An ordered on-disk buffer of batches: one file per batch, named by sequence number.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segments: BTreeMap<u64, u64>,
+    used: u64,
+    next: u64,
+}
+
+impl Spool {
+    /// Opens (creating) `dir`, picking up what an earlier run left.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AgentError> {
+        fs::create_dir_all(dir).map_err(|e| AgentError::io(dir, e))?;
+        let mut segments = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(|e| AgentError::io(dir, e))? {
+            let entry = entry.map_err(|e| AgentError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(seq) = name
+                .strip_suffix(".jsonl")
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let size = entry
+                .metadata()
+                .map_err(|e| AgentError::io(entry.path(), e))?
+                .len();
+            segments.insert(seq, size);
+        }
+        let used = segments.values().sum();
+        let next = segments.keys().next_back().map_or(1, |s| s + 1);
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            segments,
+            used,
+            next,
+        })
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.jsonl"))
+    }
+
+    /// Batches waiting.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Bytes on disk.
+    pub fn used_bytes(&self) -> u64 {
+        self.used
+    }
+
+    /// Appends a batch; `Ok(false)` when it does not fit under the bound (dropped).
+    pub fn push(&mut self, records: &[RequestRecord]) -> Result<bool, AgentError> {
+        let mut text = serde_json::to_string(&SpoolHeader {
+            vigil_spool: SPOOL_FORMAT,
+            records: records.len(),
+        })
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+        text.push('\n');
+        for record in records {
+            text.push_str(
+                &serde_json::to_string(record).map_err(|e| AgentError::Config(e.to_string()))?,
+            );
+            text.push('\n');
+        }
+        let size = text.len() as u64;
+        if self.used + size > self.max_bytes {
+            return Ok(false);
+        }
+        let seq = self.next;
+        let path = self.path(seq);
+        let tmp = path.with_extension("tmp");
+        let mut file = fs::File::create(&tmp).map_err(|e| AgentError::io(&tmp, e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| AgentError::io(&tmp, e))?;
+        file.sync_data().map_err(|e| AgentError::io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| AgentError::io(&path, e))?;
+        self.segments.insert(seq, size);
+        self.used += size;
+        self.next += 1;
+        Ok(true)
+    }
+
+    /// The oldest batch and its sequence number.
+    pub fn oldest(&self) -> Result<Option<(u64, Vec<RequestRecord>)>, AgentError> {
+        let Some(&seq) = self.segments.keys().next() else {
+            return Ok(None);
+        };
+        let path = self.path(seq);
+        let file = fs::File::open(&path).map_err(|e| AgentError::io(&path, e))?;
+        let mut lines = BufReader::new(file).lines();
+        let header: SpoolHeader = lines
+            .next()
+            .transpose()
+            .map_err(|e| AgentError::io(&path, e))?
+            .and_then(|line| serde_json::from_str(&line).ok())
+            .ok_or_else(|| {
+                AgentError::Version(format!("{}: not a Vigil spool segment", path.display()))
+            })?;
+        if header.vigil_spool != SPOOL_FORMAT {
+            return Err(AgentError::Version(format!(
+                "{}: spool format {} written by another agent version; this agent reads format {SPOOL_FORMAT}",
+                path.display(),
+                header.vigil_spool
+            )));
+        }
+        let mut records = Vec::with_capacity(header.records);
+        for line in lines {
+            let line = line.map_err(|e| AgentError::io(&path, e))?;
+            records.push(
+                serde_json::from_str(&line)
+                    .map_err(|e| AgentError::Version(format!("{}: {e}", path.display())))?,
+            );
+        }
+        Ok(Some((seq, records)))
+    }
+
+    /// Removes batch `seq` once it is stored.
+    pub fn remove(&mut self, seq: u64) -> Result<(), AgentError> {
+        let path = self.path(seq);
+        fs::remove_file(&path).map_err(|e| AgentError::io(&path, e))?;
+        if let Some(size) = self.segments.remove(&seq) {
+            self.used -= size;
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the exporter.
+#[derive(Debug, Default)]
+pub struct ExportCounters {
+    /// Records stored directly.
+    pub written: AtomicU64,
+    /// Records put in the spool.
+    pub spooled: AtomicU64,
+    /// Records stored from the spool.
+    pub replayed: AtomicU64,
+    /// Records dropped because the spool was full.
+    pub dropped: AtomicU64,
+    /// Batches waiting in the spool.
+    pub spool_batches: AtomicU64,
+}
+
+/// Writes batches to a sink, spooling while it fails.
+#[derive(Debug)]
+pub struct Exporter<S> {
+    sink: S,
+    spool: Spool,
+    batch_size: usize,
+    /// Shared counters.
+    pub counters: Arc<ExportCounters>,
+}
+
+impl<S: Sink> Exporter<S> {
+    /// An exporter writing to `sink` in batches of at most `batch_size`.
+    pub fn new(sink: S, spool: Spool, batch_size: usize) -> Self {
+        let counters = Arc::new(ExportCounters::default());
+        counters
+            .spool_batches
+            .store(spool.len() as u64, Ordering::Relaxed);
+        Self {
+            sink,
+            spool,
+            batch_size: batch_size.max(1),
+            counters,
+        }
+    }
+
+    /// Replays the spool, oldest first, until it is empty or a write fails.
+    /// Returns whether it is empty.
+    pub async fn replay(&mut self) -> Result<bool, AgentError> {
+        while let Some((seq, records)) = self.spool.oldest()? {
+            if let Err(e) = self.sink.write(&records).await {
+                tracing::debug!(error = %e, "spool replay deferred");
+                return Ok(false);
+            }
+            self.spool.remove(seq)?;
+            self.counters
+                .replayed
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            self.counters
+                .spool_batches
+                .store(self.spool.len() as u64, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    fn spool_batch(&mut self, records: &[RequestRecord]) -> Result<(), AgentError> {
+        if self.spool.push(records)? {
+            self.counters
+                .spooled
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+        } else {
+            self.counters
+                .dropped
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            tracing::warn!(records = records.len(), "spool full: batch dropped");
+        }
+        self.counters
+            .spool_batches
+            .store(self.spool.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Exports `records` in order after whatever is spooled.
+    pub async fn export(&mut self, records: &[RequestRecord]) -> Result<(), AgentError> {
+        let mut sink_up = self.replay().await?;
+        for chunk in records.chunks(self.batch_size) {
+            if sink_up {
+                match self.sink.write(chunk).await {
+                    Ok(()) => {
+                        self.counters
+                            .written
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "export failed; spooling to disk");
+                        sink_up = false;
+                    }
+                }
+            }
+            self.spool_batch(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Exports what arrives on `receiver` every `interval` until `stop` is set
+    /// (then drains what is left once).
+    pub async fn run(
+        mut self,
+        receiver: Receiver<Vec<RequestRecord>>,
+        interval: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<(), AgentError> {
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            let mut pending = Vec::new();
+            while let Ok(batch) = receiver.try_recv() {
+                pending.extend(batch);
+            }
+            self.export(&pending).await?;
+            if stopping {
+                return Ok(());
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Mutex;
+
+    use vigil_model::{L7Protocol, Peer, ResponseStatus};
+
+    use super::*;
+
+    fn record(n: u64) -> RequestRecord {
+        let peer = Peer {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 6379,
+            pid: 1,
+            process_name: "redis-server".into(),
+            service: String::new(),
+            instance: String::new(),
+        };
+        RequestRecord {
+            start_us: n,
+            duration_us: 10,
+            protocol: L7Protocol::Redis,
+            request_type: "GET".into(),
+            resource: format!("GET k{n}"),
+            endpoint: "GET".into(),
+            status: ResponseStatus::Ok,
+            code: None,
+            client: peer.clone(),
+            server: peer,
+            trace_id: String::new(),
+        }
+    }
+
+    #[derive(Default)]
+    struct FlakySink {
+        up: AtomicBool,
+        stored: Mutex<Vec<u64>>,
+    }
+
+    impl Sink for &FlakySink {
+        async fn write(&self, records: &[RequestRecord]) -> Result<(), AgentError> {
+            if !self.up.load(Ordering::Relaxed) {
+                return Err(AgentError::Docker("down".into()));
+            }
+            self.stored
+                .lock()
+                .expect("lock")
+                .extend(records.iter().map(|r| r.start_us));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn outage_spools_in_order_and_replays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = FlakySink::default();
+        sink.up.store(true, Ordering::Relaxed);
+        let mut exporter =
+            Exporter::new(&sink, Spool::open(dir.path(), 1 << 20).expect("spool"), 2);
+        exporter
+            .export(&[record(1), record(2), record(3)])
+            .await
+            .expect("export");
+        sink.up.store(false, Ordering::Relaxed);
+        exporter
+            .export(&[record(4), record(5)])
+            .await
+            .expect("export");
+        exporter.export(&[record(6)]).await.expect("export");
+        assert_eq!(exporter.counters.spooled.load(Ordering::Relaxed), 3);
+        // A restarted agent picks the spool up.
+        drop(exporter);
+        let mut exporter =
+            Exporter::new(&sink, Spool::open(dir.path(), 1 << 20).expect("spool"), 2);
+        sink.up.store(true, Ordering::Relaxed);
+        exporter.export(&[record(7)]).await.expect("export");
+        assert_eq!(*sink.stored.lock().expect("lock"), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(exporter.counters.replayed.load(Ordering::Relaxed), 3);
+        assert!(Spool::open(dir.path(), 1 << 20).expect("spool").is_empty());
+    }
+
+    #[tokio::test]
+    async fn above_the_bound_batches_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = FlakySink::default();
+        let one = {
+            let mut probe = Spool::open(&dir.path().join("probe"), u64::MAX).expect("spool");
+            probe.push(&[record(1)]).expect("push");
+            probe.used_bytes()
+        };
+        let mut exporter = Exporter::new(
+            &sink,
+            Spool::open(&dir.path().join("s"), one * 2).expect("spool"),
+            1,
+        );
+        exporter
+            .export(&[record(1), record(2), record(3)])
+            .await
+            .expect("export");
+        assert_eq!(exporter.counters.spooled.load(Ordering::Relaxed), 2);
+        assert_eq!(exporter.counters.dropped.load(Ordering::Relaxed), 1);
+        sink.up.store(true, Ordering::Relaxed);
+        exporter.export(&[]).await.expect("export");
+        assert_eq!(*sink.stored.lock().expect("lock"), [1, 2]);
+    }
+
+    #[test]
+    fn schema_versions_are_checked_with_clear_errors() {
+        let known = known_schema_version();
+        assert_eq!(check_schema(&[1, 2, known]).expect("ok"), known);
+        let none = check_schema(&[]).expect_err("empty").to_string();
+        assert!(none.contains("vigil db migrate"), "{none}");
+        let old = check_schema(&[1]).expect_err("old").to_string();
+        assert!(old.contains("at least 2"), "{old}");
+        let new = check_schema(&[known + 1]).expect_err("new").to_string();
+        assert!(new.contains("upgrade vigil-agent"), "{new}");
+    }
+
+    #[test]
+    fn foreign_spool_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(
+            dir.path().join("00000000000000000001.jsonl"),
+            "{\"vigil_spool\":99,\"records\":0}\n",
+        )
+        .expect("write");
+        let spool = Spool::open(dir.path(), 1 << 20).expect("spool");
+        let err = spool.oldest().expect_err("format").to_string();
+        assert!(err.contains("format 99"), "{err}");
+    }
+}

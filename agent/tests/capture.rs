@@ -1,0 +1,155 @@
+//! L7 capture against real servers (root; Redis and MariaDB from scripts/services.sh).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use vigil_model::{L7Protocol, ResponseStatus};
+
+fn assert_close(measured_us: u64, expected_ms: f64) {
+    let ms = measured_us as f64 / 1000.0;
+    assert!(
+        (ms - expected_ms).abs() <= expected_ms * 0.1,
+        "measured {ms} ms, expected {expected_ms} ms ±10 %"
+    );
+}
+
+#[test]
+fn redis_debug_sleep_is_one_request_of_200ms() {
+    let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
+    let (capture, mut records) = common::capture(&[port], true);
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.2"])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{out:?}");
+    let record = records.wait_for(Duration::from_secs(10), |r| {
+        r.protocol == L7Protocol::Redis && r.request_type == "DEBUG"
+    });
+    assert_close(record.duration_us, 200.0);
+    assert_eq!(record.status, ResponseStatus::Ok);
+    assert_eq!(record.server.port, port);
+    assert_eq!(record.server.process_name, "redis-server");
+    assert!(record.server.pid > 0);
+    assert_ne!(record.client.port, 0);
+    capture.stop();
+}
+
+#[test]
+fn mariadb_select_sleep_is_one_request_of_300ms_with_its_shape() {
+    let port: u16 = common::env("VIGIL_TEST_MYSQL_PORT").parse().expect("port");
+    let (capture, mut records) = common::capture(&[port], true);
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uvigil",
+            "-pvigil",
+            "-e",
+            "SELECT SLEEP(0.3); SELECT nosuchcolumn FROM DUAL;",
+        ])
+        .output()
+        .expect("mariadb client");
+    let record = records.wait_for(Duration::from_secs(10), |r| {
+        r.protocol == L7Protocol::Mysql && r.endpoint == "SELECT SLEEP(?)"
+    });
+    assert_close(record.duration_us, 300.0);
+    assert_eq!(record.request_type, "SELECT");
+    assert_eq!(record.status, ResponseStatus::Ok);
+    let error = records.wait_for(Duration::from_secs(10), |r| {
+        r.protocol == L7Protocol::Mysql && r.endpoint.contains("nosuchcolumn")
+    });
+    assert!(!out.status.success(), "the second statement fails");
+    assert_eq!(error.code, Some(1054));
+    assert_eq!(error.status, ResponseStatus::ClientError);
+    capture.stop();
+}
+
+#[test]
+fn http_request_to_a_local_server_has_path_status_and_request_id() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // The server runs in this process, so this capture does not exclude it.
+    let (capture, mut records) = common::capture(&[port], false);
+    // The server measures its own think time between reading the request and
+    // writing the response: that is what the capture must report.
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).expect("read");
+        let read_at = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        let think = read_at.elapsed();
+        stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        think
+    });
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-H", "X-Request-Id: req-42"])
+        .arg(format!("http://127.0.0.1:{port}/api/orders/123?token=x"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{out:?}");
+    let think = server.join().expect("server");
+    let record = records.wait_for(Duration::from_secs(10), |r| r.protocol == L7Protocol::Http);
+    assert_eq!(record.request_type, "GET");
+    assert_eq!(record.resource, "/api/orders/123");
+    assert_eq!(record.endpoint, "/api/orders");
+    assert_eq!(record.code, Some(404));
+    assert_eq!(record.status, ResponseStatus::ClientError);
+    assert_eq!(record.trace_id, "req-42");
+    assert_close(record.duration_us, think.as_secs_f64() * 1000.0);
+    capture.stop();
+}
+
+#[test]
+fn paused_capture_records_nothing_and_resumes() {
+    let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
+    let (capture, mut records) = common::capture(&[port], true);
+    let redis = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let wait_state = |paused: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while capture
+            .counters
+            .paused_in_kernel
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != paused
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pause state not applied"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    capture.set_paused(true);
+    wait_state(1);
+    redis(&["GET", "paused_probe"]);
+    capture.set_paused(false);
+    wait_state(0);
+    redis(&["GET", "resumed_probe"]);
+    records.wait_for(Duration::from_secs(10), |r| {
+        r.resource == "GET resumed_probe"
+    });
+    // Records arrive in order: one captured while paused would have come first.
+    assert!(
+        records
+            .take_seen()
+            .iter()
+            .all(|r| r.resource != "GET paused_probe"),
+        "a request was captured while paused"
+    );
+    capture.stop();
+}

@@ -1,0 +1,106 @@
+//! Shared helpers of the agent's root tests.
+#![allow(dead_code)] // reason: each test binary uses a different subset of the helpers.
+
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use vigil_agent::bpf::ProbeOptions;
+use vigil_agent::capture::{Capture, CaptureSettings};
+use vigil_agent::container::Identities;
+use vigil_agent::l7::ParseOptions;
+use vigil_model::RequestRecord;
+
+/// Fails (never skips) unless running as root: CI runs these as root.
+pub fn require_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .expect("Uid line");
+    assert_eq!(
+        uid, "0",
+        "the agent's eBPF tests must run as root (CI runs them as root)"
+    );
+}
+
+/// An env var the test harness (`scripts/services.sh`) exports.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run under scripts/test.sh or source scripts/services.sh's env")
+    })
+}
+
+/// Starts capture of `ports`.
+pub fn capture(ports: &[u16], exclude_self: bool) -> (Capture, Records) {
+    require_root();
+    Capture::start(
+        CaptureSettings {
+            probes: ProbeOptions {
+                server_ports: ports.to_vec(),
+                exclude_self,
+                ..ProbeOptions::default()
+            },
+            parse: ParseOptions::default(),
+            queue_batches: 1024,
+            drain_interval: Duration::from_millis(50),
+        },
+        Identities::default(),
+    )
+    .map(|(capture, receiver)| (capture, Records::new(receiver)))
+    .expect("eBPF programs load and attach")
+}
+
+/// Captured records, with those not yet matched kept for later waits.
+pub struct Records {
+    receiver: Receiver<Vec<RequestRecord>>,
+    backlog: Vec<RequestRecord>,
+}
+
+impl Records {
+    /// Wraps a capture's receiver.
+    pub fn new(receiver: Receiver<Vec<RequestRecord>>) -> Self {
+        Self {
+            receiver,
+            backlog: Vec::new(),
+        }
+    }
+
+    /// Everything received so far that no wait matched.
+    pub fn take_seen(&mut self) -> Vec<RequestRecord> {
+        while let Ok(batch) = self.receiver.try_recv() {
+            self.backlog.extend(batch);
+        }
+        std::mem::take(&mut self.backlog)
+    }
+
+    /// The receiver back (for a consumer such as the exporter).
+    pub fn into_receiver(self) -> Receiver<Vec<RequestRecord>> {
+        self.receiver
+    }
+
+    /// The first record matching `want`, waiting up to `limit` for it (then panics with what was seen).
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut want: impl FnMut(&RequestRecord) -> bool,
+    ) -> RequestRecord {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(at) = self.backlog.iter().position(&mut want) {
+                return self.backlog.remove(at);
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no matching record within {limit:?}; saw {:#?}",
+                    self.backlog
+                );
+            }
+            if let Ok(batch) = self.receiver.recv_timeout(Duration::from_millis(100)) {
+                self.backlog.extend(batch);
+            }
+        }
+    }
+}
