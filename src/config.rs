@@ -72,6 +72,9 @@ pub struct EmbeddedConfig {
     pub path: PathBuf,
     /// Days of telemetry kept.
     pub retention_days: u32,
+    /// Days of reports, patrol runs and deliveries kept (incidents are kept:
+    /// similar past incidents are matched against them).
+    pub report_retention_days: u32,
 }
 
 impl Default for EmbeddedConfig {
@@ -79,6 +82,7 @@ impl Default for EmbeddedConfig {
         Self {
             path: PathBuf::from("vigil-data/vigil.db"),
             retention_days: 14,
+            report_retention_days: 90,
         }
     }
 }
@@ -414,4 +418,50 @@ mod tests {
             Config::load(&root.join(name), &no_env()).unwrap_or_else(|err| panic!("{name}: {err}"));
         }
     }
+}
+
+/// The configuration as YAML with secrets masked: passwords, signing secrets,
+/// header values and webhook URLs' query strings (where tokens live), so the
+/// effective config can be printed or pasted into an issue.
+pub fn redacted(config: &Config) -> Result<serde_norway::Value, serde_norway::Error> {
+    fn walk(value: &mut serde_norway::Value, key: Option<&str>) {
+        match value {
+            serde_norway::Value::Mapping(map) => {
+                let masked = matches!(key, Some("headers"));
+                for (name, inner) in map.iter_mut() {
+                    let name = name.as_str().unwrap_or_default().to_owned();
+                    if masked && inner.is_string() {
+                        *inner = serde_norway::Value::String("***".to_owned());
+                    } else {
+                        walk(inner, Some(&name));
+                    }
+                }
+            }
+            serde_norway::Value::Sequence(items) => {
+                for item in items {
+                    walk(item, key);
+                }
+            }
+            serde_norway::Value::String(text) => match key {
+                Some("password" | "secret" | "token" | "api_key") => *text = "***".to_owned(),
+                // Chat-bot URLs carry their token in the path or the query.
+                Some("webhook_url") => {
+                    let after_scheme = text.find("://").map_or(0, |i| i + 3);
+                    if let Some(slash) = text[after_scheme..].find('/') {
+                        *text = format!("{}/***", &text[..after_scheme + slash]);
+                    }
+                }
+                Some("url") => {
+                    if let Some((base, _)) = text.split_once('?') {
+                        *text = format!("{base}?***");
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let mut value = serde_norway::to_value(config)?;
+    walk(&mut value, None);
+    Ok(value)
 }

@@ -82,7 +82,7 @@ fn run(cli: Cli, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
     if let Command::Config(ConfigCommand::Check { file }) = &cli.command {
         let config = Config::load(file, env)?;
         println!("{} is valid. Effective configuration:\n", file.display());
-        print!("{}", serde_norway::to_string(&config)?);
+        print!("{}", serde_norway::to_string(&config::redacted(&config)?)?);
         return Ok(());
     }
     let config = match &cli.config {

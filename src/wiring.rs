@@ -33,7 +33,7 @@ pub async fn open_embedded(config: &EmbeddedConfig) -> anyhow::Result<EmbeddedSt
     }
     let options = EmbeddedOptions {
         retention_days: config.retention_days,
-        ..EmbeddedOptions::default()
+        report_retention_days: config.report_retention_days,
     };
     EmbeddedStore::open(&config.path, options)
         .await

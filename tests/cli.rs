@@ -217,12 +217,21 @@ fn config_check_names_the_bad_key_and_line() {
 #[test]
 fn config_check_accepts_the_shipped_examples() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for example in ["deploy/vigil.yaml", "deploy/vigil-clickhouse.yaml"] {
+    for example in [
+        "deploy/vigil.yaml",
+        "deploy/vigil-clickhouse.yaml",
+        "deploy/vigil-notify.yaml",
+    ] {
         let output = vigil(&["config", "check", example], root);
         assert!(
             output.status.success(),
             "{example}: {}",
             text(&output.stderr)
+        );
+        let printed = text(&output.stdout);
+        assert!(
+            !printed.contains("REPLACE_ME"),
+            "{example}: secrets printed:\n{printed}"
         );
     }
 }

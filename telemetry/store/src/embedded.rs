@@ -45,7 +45,8 @@ pub use vigil_model::{PatrolOutcome, PatrolRun};
 pub struct EmbeddedOptions {
     /// Days of telemetry kept by [`EmbeddedStore::apply_retention`]; 0 keeps everything.
     pub retention_days: u32,
-    /// Days of reports and finished patrol runs kept; 0 keeps everything.
+    /// Days of reports, finished patrol runs, deliveries and expired marks
+    /// kept; 0 keeps everything.
     /// Incidents are never deleted: they are the memory similar problems are matched against.
     pub report_retention_days: u32,
 }
@@ -68,7 +69,7 @@ pub struct RetentionStats {
     pub rows: usize,
     /// Entities and relations last seen before the cut-off.
     pub topology: usize,
-    /// Reports, patrol runs, deliveries, expired marks and resolved incidents.
+    /// Reports, patrol runs, deliveries and expired marks.
     pub state: usize,
 }
 
@@ -437,11 +438,6 @@ impl Database {
             stats.state += execute(
                 "finding_mark",
                 "DELETE FROM finding_mark WHERE expires_at < ?1",
-                cutoff,
-            )?;
-            stats.state += execute(
-                "incident",
-                "DELETE FROM incident WHERE status = 'resolved' AND resolved_at < ?1",
                 cutoff,
             )?;
         }
