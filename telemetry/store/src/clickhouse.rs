@@ -270,7 +270,7 @@ impl ClickHouseStore {
     }
 
     /// Awaits `work` within the configured timeout and classifies its error.
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         work: impl std::future::Future<Output = clickhouse::error::Result<T>>,
         table: &str,

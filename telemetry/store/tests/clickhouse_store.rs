@@ -665,3 +665,47 @@ async fn unreachable_server_fails_fast_naming_the_url() {
     .expect_err("invalid url");
     assert!(invalid.to_string().contains("url"), "{invalid}");
 }
+
+#[tokio::test]
+async fn query_checks_read_one_number_and_cannot_write() {
+    let store = fresh_store(RequestLog::Deepflow).await;
+    store
+        .write_deepflow_records(&scenario())
+        .await
+        .expect("write records");
+    let table = format!("{}.l7_flow_log", store.config().flow_log_database);
+    let count = store
+        .query_scalar(
+            &format!(
+                "SELECT count() AS value FROM {table} WHERE time >= toDateTime({{start}}) AND time < toDateTime({{end}})"
+            ),
+            range(60),
+        )
+        .await
+        .expect("a count");
+    assert!(count > 0.0, "{count}");
+    let outside = store
+        .query_scalar(
+            &format!("SELECT count() AS value FROM {table} WHERE time >= toDateTime({{end}})"),
+            range(60),
+        )
+        .await
+        .expect("a count");
+    assert_eq!(outside, 0.0);
+    let write = store
+        .query_scalar(
+            &format!("SELECT 1 AS value FROM {table}; DROP TABLE {table}"),
+            range(60),
+        )
+        .await;
+    assert!(write.is_err(), "multiple statements are refused");
+    let count_after = store
+        .query_scalar(&format!("SELECT count() AS value FROM {table}"), range(60))
+        .await
+        .expect("the table is still there");
+    assert!(count_after > 0.0);
+    let question = store
+        .query_scalar("SELECT 1 AS value WHERE 1 = ?", range(60))
+        .await;
+    assert!(matches!(question, Err(SourceError::InvalidRequest(_))));
+}

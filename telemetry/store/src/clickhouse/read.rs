@@ -1531,6 +1531,44 @@ impl TelemetrySource for ClickHouseStore {
     async fn events(&self, range: TimeRange) -> Result<Vec<Event>, SourceError> {
         Ok(self.events_inner(range).await?)
     }
+
+    /// Runs a playbook's query read-only (`readonly = 2`: settings may change,
+    /// data may not), with `{start}`/`{end}` replaced by the window's unix
+    /// seconds; the query's `value` column of its first row is the answer.
+    async fn query_scalar(&self, query: &str, range: TimeRange) -> Result<f64, SourceError> {
+        if query.contains('?') {
+            return Err(SourceError::InvalidRequest(
+                "a query check must not contain `?`; use {start} and {end} for the window"
+                    .to_owned(),
+            ));
+        }
+        let text = query
+            .replace("{start}", &range.start.secs().to_string())
+            .replace("{end}", &range.end.secs().to_string());
+        let sql = format!("SELECT toFloat64(value) AS value FROM ({text}) LIMIT 1");
+        let rows: Vec<ScalarRow> = self
+            .timed(
+                self.client
+                    .query(&sql)
+                    .with_setting("readonly", "2")
+                    .fetch_all::<ScalarRow>(),
+                "query check",
+                "query",
+            )
+            .await?;
+        rows.first()
+            .map(|row| row.value)
+            .ok_or_else(|| SourceError::Query {
+                backend: "clickhouse",
+                detail: "the query returned no row".to_owned(),
+            })
+    }
+}
+
+/// The one number a query check returns.
+#[derive(clickhouse::Row, Deserialize)]
+struct ScalarRow {
+    value: f64,
 }
 
 #[cfg(test)]
