@@ -66,6 +66,9 @@ async fn clickhouse(estate: &Estate) -> ClickHouseStore {
     );
     let config = ClickHouseConfig {
         url,
+        // Bulk writes of a whole estate on a loaded 2-core CI machine: a
+        // generous timeout, so the test fails on wrong answers, not on load.
+        timeout_secs: 180,
         ..ClickHouseConfig::default()
     }
     .with_database_suffix(&tag);
