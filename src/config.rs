@@ -23,6 +23,8 @@ pub struct Config {
     pub patrol: PatrolConfig,
     /// Notification channels and routes.
     pub notify: vigil_notify::NotifyConfig,
+    /// The HTTP API of `vigil serve`: webhooks, chat, pages, MCP.
+    pub api: vigil_api::ApiConfig,
 }
 
 /// Patrol settings.
@@ -252,6 +254,11 @@ impl Config {
                 issues.push((key, problem.message));
             }
         }
+        if let Err(problems) = self.api.validate() {
+            for (key, message) in problems {
+                issues.push((format!("api.{key}"), message));
+            }
+        }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             issues.push(("log.level".to_owned(), format!("not a valid filter: {err}")));
         }
@@ -318,6 +325,52 @@ fn apply_override(
         node = map.entry(key).or_insert(serde_norway::Value::Null);
     }
     Ok(())
+}
+
+/// The configuration as YAML with secrets masked: passwords, signing secrets,
+/// header values and webhook URLs' query strings (where tokens live), so the
+/// effective config can be printed or pasted into an issue.
+pub fn redacted(config: &Config) -> Result<serde_norway::Value, serde_norway::Error> {
+    fn walk(value: &mut serde_norway::Value, key: Option<&str>) {
+        match value {
+            serde_norway::Value::Mapping(map) => {
+                let masked = matches!(key, Some("headers"));
+                for (name, inner) in map.iter_mut() {
+                    let name = name.as_str().unwrap_or_default().to_owned();
+                    if masked && inner.is_string() {
+                        *inner = serde_norway::Value::String("***".to_owned());
+                    } else {
+                        walk(inner, Some(&name));
+                    }
+                }
+            }
+            serde_norway::Value::Sequence(items) => {
+                for item in items {
+                    walk(item, key);
+                }
+            }
+            serde_norway::Value::String(text) => match key {
+                Some("password" | "secret" | "token" | "api_key") => *text = "***".to_owned(),
+                // Chat-bot URLs carry their token in the path or the query.
+                Some("webhook_url") => {
+                    let after_scheme = text.find("://").map_or(0, |i| i + 3);
+                    if let Some(slash) = text[after_scheme..].find('/') {
+                        *text = format!("{}/***", &text[..after_scheme + slash]);
+                    }
+                }
+                Some("url") => {
+                    if let Some((base, _)) = text.split_once('?') {
+                        *text = format!("{base}?***");
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let mut value = serde_norway::to_value(config)?;
+    walk(&mut value, None);
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -418,50 +471,4 @@ mod tests {
             Config::load(&root.join(name), &no_env()).unwrap_or_else(|err| panic!("{name}: {err}"));
         }
     }
-}
-
-/// The configuration as YAML with secrets masked: passwords, signing secrets,
-/// header values and webhook URLs' query strings (where tokens live), so the
-/// effective config can be printed or pasted into an issue.
-pub fn redacted(config: &Config) -> Result<serde_norway::Value, serde_norway::Error> {
-    fn walk(value: &mut serde_norway::Value, key: Option<&str>) {
-        match value {
-            serde_norway::Value::Mapping(map) => {
-                let masked = matches!(key, Some("headers"));
-                for (name, inner) in map.iter_mut() {
-                    let name = name.as_str().unwrap_or_default().to_owned();
-                    if masked && inner.is_string() {
-                        *inner = serde_norway::Value::String("***".to_owned());
-                    } else {
-                        walk(inner, Some(&name));
-                    }
-                }
-            }
-            serde_norway::Value::Sequence(items) => {
-                for item in items {
-                    walk(item, key);
-                }
-            }
-            serde_norway::Value::String(text) => match key {
-                Some("password" | "secret" | "token" | "api_key") => *text = "***".to_owned(),
-                // Chat-bot URLs carry their token in the path or the query.
-                Some("webhook_url") => {
-                    let after_scheme = text.find("://").map_or(0, |i| i + 3);
-                    if let Some(slash) = text[after_scheme..].find('/') {
-                        *text = format!("{}/***", &text[..after_scheme + slash]);
-                    }
-                }
-                Some("url") => {
-                    if let Some((base, _)) = text.split_once('?') {
-                        *text = format!("{base}?***");
-                    }
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-    let mut value = serde_norway::to_value(config)?;
-    walk(&mut value, None);
-    Ok(value)
 }

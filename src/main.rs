@@ -50,8 +50,12 @@ enum Command {
     /// Stored patrol reports.
     #[command(subcommand)]
     Report(cli::patrol::ReportCommand),
-    /// Run every enabled playbook on its schedule, 24×7.
+    /// Run every enabled playbook on its schedule and the HTTP API, 24×7.
     Serve(cli::serve::ServeArgs),
+    /// Ask the assistant a question, in English or Chinese.
+    Ask(cli::ask::AskArgs),
+    /// Serve Vigil's tools over the Model Context Protocol on stdin/stdout.
+    Mcp,
     /// Benchmarks whose figures go into docs/benchmarks.md.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -104,6 +108,8 @@ fn run(cli: Cli, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
             Command::Finding(command) => cli::patrol::run_finding(&config, command).await,
             Command::Report(command) => cli::patrol::run_report(&config, command).await,
             Command::Serve(args) => cli::serve::run(&config, args).await,
+            Command::Ask(args) => cli::ask::run(&config, args).await,
+            Command::Mcp => cli::ask::mcp(&config).await,
             Command::Config(_) => Ok(()),
         }
     })

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use config::{ApiConfig, AuthConfig, McpConfig, Scope, TokenConfig, WebhookConfig};
-pub use state::{ApiDeps, AppState};
+pub use state::{ApiDeps, AppState, StoreReports};
 
 /// Why the server did not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

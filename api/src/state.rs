@@ -178,8 +178,8 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The latest patrol report from the state store.
-struct StoreReports(Arc<EmbeddedStore>);
+/// The latest patrol report from the state store (for the assistant's tools).
+pub struct StoreReports(pub Arc<EmbeddedStore>);
 
 #[async_trait]
 impl LatestReport for StoreReports {

@@ -449,10 +449,11 @@ pub fn parse_question(question: &str) -> ParsedQuestion {
         h * 60
     } else if lower.contains("半小时") || lower.contains("half an hour") {
         30
-    } else if lower.contains("today") || lower.contains("今天") || lower.contains("今日") {
-        24 * 60
-    } else if intent != Intent::CompareWithYesterday
-        && (lower.contains("yesterday") || lower.contains("昨天"))
+    } else if lower.contains("today")
+        || lower.contains("今天")
+        || lower.contains("今日")
+        || (intent != Intent::CompareWithYesterday
+            && (lower.contains("yesterday") || lower.contains("昨天")))
     {
         24 * 60
     } else {
@@ -482,7 +483,7 @@ pub fn parse_question(question: &str) -> ParsedQuestion {
             }
         }
         translated.sort();
-        for word in words.iter().filter(|w| w.chars().all(|c| c.is_ascii())) {
+        for word in words.iter().filter(|w| w.is_ascii()) {
             if !EN_STOPWORDS.contains(word) && word.len() > 1 {
                 mentions.push((*word).to_owned());
             }

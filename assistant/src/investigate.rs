@@ -484,11 +484,23 @@ pub async fn investigate(
             .signals
             .contains(&SignalKind::Resource(ResourceMetric::CpuCores))
             || evidence.iter().any(|e| e.signal == "cpu-cores");
-        let hot_stack = if cpu {
-            hottest_stack(source, &candidate.entity, window).await
-        } else {
-            None
-        };
+        let mut hot_stack = None;
+        if cpu {
+            // The burning container's profile first, then the service's.
+            let mut targets: Vec<EntityId> = evidence
+                .iter()
+                .filter(|e| e.signal == "cpu-cores")
+                .map(|e| e.entity.clone())
+                .collect();
+            targets.push(candidate.entity.clone());
+            targets.dedup();
+            for target in targets {
+                hot_stack = hottest_stack(source, &target, window).await;
+                if hot_stack.is_some() {
+                    break;
+                }
+            }
+        }
         suggestions.push(Suggestion {
             rank: index + 1,
             entity: candidate.entity,

@@ -75,26 +75,35 @@ impl ServerHandler for VigilMcp {
         std::future::ready(Ok(ListToolsResult::with_all_items(Self::tool_list())))
     }
 
-    fn call_tool(
+    async fn call_tool(
         &self,
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
-    ) -> impl Future<Output = Result<CallToolResponse, ErrorData>> + Send + '_ {
-        async move {
-            let arguments = request.arguments.map_or(Value::Null, Value::Object);
-            let result = match self.tools.call(&request.name, arguments).await {
-                Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
-                Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
-            };
-            Ok(result.into())
-        }
+    ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = request.arguments.map_or(Value::Null, Value::Object);
+        let result = match self.tools.call(&request.name, arguments).await {
+            Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
+        };
+        Ok(result.into())
     }
 }
 
 /// Serves the tools over stdin/stdout until the client disconnects (`vigil mcp`).
 pub async fn serve_stdio(tools: Arc<Tools>) -> Result<(), McpError> {
+    let (stdin, stdout) = rmcp::transport::stdio();
+    serve_io(tools, stdin, stdout).await
+}
+
+/// Serves the tools over any byte stream pair (newline-delimited JSON-RPC)
+/// until the client disconnects.
+pub async fn serve_io<R, W>(tools: Arc<Tools>, reader: R, writer: W) -> Result<(), McpError>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let running = VigilMcp::new(tools)
-        .serve(rmcp::transport::stdio())
+        .serve((reader, writer))
         .await
         .map_err(|e| McpError::Initialize(e.to_string()))?;
     running

@@ -1,5 +1,6 @@
 //! Subcommands of the `vigil` binary, one module each.
 
+pub mod ask;
 pub mod bench;
 pub mod bench_detect;
 pub mod bench_patrol;

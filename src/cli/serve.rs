@@ -1,5 +1,6 @@
 //! `vigil serve`: the 24×7 process — every enabled playbook on its schedule,
-//! retention once an hour, graceful shutdown on Ctrl-C or SIGTERM.
+//! the HTTP API (webhooks, chat, pages, MCP), retention once an hour, and a
+//! graceful shutdown on Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,11 +94,40 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         })
     };
+    let notifier = if config.notify.channels.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            vigil_notify::Notifier::new(config.notify.clone())
+                .context("notifications of the API")?,
+        ))
+    };
+    let deps = vigil_api::ApiDeps {
+        source: Arc::clone(&patrols.source),
+        store: Arc::new(state.clone()),
+        scheduler: Some(scheduler.handle()),
+        notifier,
+        clock: None,
+    };
+    let api = {
+        let shutdown = shutdown.clone();
+        let config = config.api.clone();
+        tokio::spawn(async move {
+            let result = vigil_api::serve(config, deps, shutdown.clone()).await;
+            // Without its API the service is not doing its job: stop it all.
+            shutdown.cancel();
+            result
+        })
+    };
     scheduler.run(shutdown.clone()).await;
     shutdown.cancel();
     signals.abort();
     let _ = retention.await;
-    Ok(())
+    match api.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err).context("the HTTP API stopped"),
+        Err(err) => Err(anyhow::anyhow!("the HTTP API task failed: {err}")),
+    }
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `docker stop` and systemd send).
