@@ -310,6 +310,7 @@ impl Patrols {
         if playbook.report.is_some() {
             let language = report.language;
             let render = self.render_options(run_id, language);
+            let digest = render_markdown(report, &render);
             let severity = report
                 .findings
                 .iter()
@@ -329,8 +330,8 @@ impl Patrols {
                 ),
                 severity,
                 services: services(&mut report.findings.iter().map(|f| &f.finding.entity)),
-                markdown: render_markdown(report, &render),
-                text: render_markdown(report, &render),
+                text: digest.clone(),
+                markdown: digest,
                 html: Some(render_html(report, &render)),
                 link: render.report_url.clone(),
                 created: now,
