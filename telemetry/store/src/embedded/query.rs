@@ -340,14 +340,9 @@ impl Database {
         step_secs: Option<u32>,
     ) -> Result<Vec<(i64, StatementStats)>, StoreError> {
         let table = "statement_minute";
-        let server_row = match server {
-            Some(server) => match self.entity_rows.get(server) {
-                Some(&row) => Some(row),
-                None => return Ok(Vec::new()),
-            },
-            None => None,
+        let Some((server_row, protocol)) = self.statement_filter(server, protocol) else {
+            return Ok(Vec::new());
         };
-        let protocol = protocol.map(|p| i64::from(p.deepflow_code()));
         let mut select = self
             .connection
             .prepare_cached(
@@ -480,6 +475,20 @@ impl Database {
         Ok(steps)
     }
 
+    /// SQL filter values for statements of `server` (any when `None`) and
+    /// `protocol`; `None` when the server is unknown, so nothing can match.
+    fn statement_filter(
+        &self,
+        server: Option<&EntityId>,
+        protocol: Option<L7Protocol>,
+    ) -> Option<(Option<i64>, Option<i64>)> {
+        let server_row = match server {
+            Some(server) => Some(*self.entity_rows.get(server)?),
+            None => None,
+        };
+        Some((server_row, protocol.map(|p| i64::from(p.deepflow_code()))))
+    }
+
     /// Per-minute steps are the stored rows: no merging, shapes read once and
     /// ordered by an integer rank, rows streamed in primary-key order (a
     /// day of 1,000 services is millions of rows).
@@ -490,14 +499,9 @@ impl Database {
         window: &Window,
     ) -> Result<Vec<StatementStep>, StoreError> {
         let table = "statement_shape";
-        let server_row = match server {
-            Some(server) => match self.entity_rows.get(server) {
-                Some(&row) => Some(row),
-                None => return Ok(Vec::new()),
-            },
-            None => None,
+        let Some((server_row, protocol)) = self.statement_filter(server, protocol) else {
+            return Ok(Vec::new());
         };
-        let protocol = protocol.map(|p| i64::from(p.deepflow_code()));
         let mut select = self
             .connection
             .prepare_cached(
