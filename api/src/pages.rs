@@ -76,24 +76,9 @@ fn severity_class(severity: Severity) -> &'static str {
 }
 
 fn time(t: vigil_model::Timestamp) -> String {
-    let secs = t.secs();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days (inverse of days_from_civil).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    // `2024-01-02T03:04:05Z` → `2024-01-02 03:04 UTC`.
+    let text = crate::alerts::format_rfc3339(t);
+    format!("{} {} UTC", &text[..10], &text[11..16])
 }
 
 /// `GET /`: health and open findings of the latest report, open incidents.
