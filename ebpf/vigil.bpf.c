@@ -123,6 +123,17 @@ struct {
 	__type(value, __u64);
 } tcp_counts SEC(".maps");
 
+/* The process's name (its main thread's comm), not the calling thread's:
+ * runtimes name their worker threads (`tokio-rt-worker`, JVM pool threads),
+ * and a service is named after its process. */
+static __always_inline void process_comm(char *comm, __u32 size)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	if (!leader || bpf_core_read_str(comm, size, &leader->comm) <= 0)
+		bpf_get_current_comm(comm, size);
+}
+
 static __always_inline void stat_inc(__u32 index)
 {
 	__u64 *value = bpf_map_lookup_elem(&stats, &index);
@@ -333,7 +344,7 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 		BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	process_comm(e->comm, sizeof(e->comm));
 
 	__u64 len = count;
 	__u64 data = data_buffer(buf, shape, &len);
@@ -391,7 +402,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	key.pid = pid;
 	key.user_stack = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 	key.kernel_stack = bpf_get_stackid(ctx, &stacks, 0);
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	process_comm(key.comm, sizeof(key.comm));
 	__u64 one = 1;
 	__u64 *count = bpf_map_lookup_elem(&samples, &key);
 	if (count)

@@ -64,3 +64,8 @@ if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/event
   mount -t tracefs nodev /sys/kernel/tracing || echo "test.sh: cannot mount tracefs (not root?)" >&2
 fi
 cargo test -p vigil-agent --locked
+echo "test.sh: chaos end-to-end (real estate, vigil-agent, vigil serve; about 7 minutes)"
+cargo build -p vigil-agent -p vigil-test-estate --bins --locked
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+VIGIL_TEST_AGENT_BIN="$TARGET_DIR/debug/vigil-agent" VIGIL_TEST_ESTATE_BIN="$TARGET_DIR/debug/vigil-estate" \
+  cargo test --test chaos_e2e --locked -- --ignored --nocapture

@@ -25,6 +25,9 @@ pub struct Config {
     pub notify: vigil_notify::NotifyConfig,
     /// The HTTP API of `vigil serve`: webhooks, chat, pages, MCP.
     pub api: vigil_api::ApiConfig,
+    /// Detector defaults for every patrol (a playbook check's `params` still
+    /// win): noise guards, baselines, CPU, statements. Name only what changes.
+    pub analyzer: vigil_analyzer::AnalyzerConfig,
 }
 
 /// Patrol settings.
@@ -222,6 +225,11 @@ impl Config {
                 "store.embedded.retention_days".to_owned(),
                 "must be at least 1".to_owned(),
             ));
+        }
+        if let Err(vigil_analyzer::AnalyzerError::InvalidConfig { field, reason }) =
+            self.analyzer.validate()
+        {
+            issues.push((format!("analyzer.{field}"), reason));
         }
         if let Some(clickhouse) = &self.store.clickhouse {
             if let Err(problems) = clickhouse.validate() {

@@ -59,6 +59,9 @@ enum Command {
     /// Benchmarks whose figures go into docs/benchmarks.md.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Chaos experiments: inject a real fault, check the patrols catch it.
+    #[command(subcommand)]
+    Chaos(cli::chaos::ChaosCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +92,9 @@ fn run(cli: Cli, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
         print!("{}", serde_norway::to_string(&config::redacted(&config)?)?);
         return Ok(());
     }
+    if let Command::Chaos(cli::chaos::ChaosCommand::Burn { threads }) = &cli.command {
+        return cli::chaos::burn(*threads);
+    }
     let config = match &cli.config {
         Some(path) => Config::load(path, env)?,
         None => Config::from_env(env)?,
@@ -110,6 +116,7 @@ fn run(cli: Cli, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
             Command::Serve(args) => cli::serve::run(&config, args).await,
             Command::Ask(args) => cli::ask::run(&config, args).await,
             Command::Mcp => cli::ask::mcp(&config).await,
+            Command::Chaos(command) => cli::chaos::run(&config, command).await,
             Command::Config(_) => Ok(()),
         }
     })

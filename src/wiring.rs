@@ -1,6 +1,9 @@
 //! Picks and opens the concrete parts named by the configuration.
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use vigil_model::{TelemetryIngest, TelemetrySource};
 use vigil_store::clickhouse::ClickHouseStore;
 use vigil_store::embedded::{EmbeddedOptions, EmbeddedStore};
 
@@ -49,4 +52,24 @@ pub async fn connect_clickhouse(config: &Config) -> anyhow::Result<Option<ClickH
         .await
         .context("cannot use the ClickHouse configured under store.clickhouse")?;
     Ok(Some(store))
+}
+
+/// The telemetry `vigil serve` reads, and where agents' batches sent to its
+/// ingest endpoint are written: the same store, ClickHouse when configured
+/// (agent rows then land in Vigil's tables, read with `request_log: agent`),
+/// else the embedded store.
+pub async fn telemetry_and_ingest(
+    config: &Config,
+    state: &EmbeddedStore,
+) -> anyhow::Result<(Arc<dyn TelemetrySource>, Arc<dyn TelemetryIngest>)> {
+    Ok(match connect_clickhouse(config).await? {
+        Some(clickhouse) => {
+            let clickhouse = Arc::new(clickhouse);
+            (clickhouse.clone(), clickhouse)
+        }
+        None => {
+            let embedded = Arc::new(state.clone());
+            (embedded.clone(), embedded)
+        }
+    })
 }

@@ -54,6 +54,8 @@ const WORKSPACE_CRATES: &[&str] = &[
     "vigil-scheduler",
     "vigil-api",
     "vigil-assistant",
+    "vigil-chaos",
+    "vigil-test-estate",
     "vigil-agent",
 ];
 
@@ -172,8 +174,10 @@ fn scheduler_knows_jobs_and_time_only() {
 #[test]
 fn only_the_api_speaks_http_server_side() {
     let packages = workspace_dependencies();
+    // Besides Vigil's API: the chaos error-burst proxy and the test estate's
+    // services are HTTP servers by nature, and neither serves Vigil's data.
     for (name, deps) in &packages {
-        if name != "vigil-api" {
+        if !["vigil-api", "vigil-chaos", "vigil-test-estate"].contains(&name.as_str()) {
             assert!(
                 !deps.contains("axum"),
                 "{name} depends on axum; HTTP belongs to vigil-api"
@@ -203,6 +207,22 @@ fn assistant_reasons_over_the_analysis_crates_only() {
             "vigil-assistant uses {forbidden}"
         );
     }
+}
+
+#[test]
+fn chaos_injects_and_reads_through_the_model_only() {
+    let packages = workspace_dependencies();
+    // Findings come through `PatrolObserver` and telemetry through
+    // `&dyn TelemetrySource`, both implemented by the binary.
+    assert_internal_subset(&packages, "vigil-chaos", &["vigil-model"]);
+    for forbidden in ["rusqlite", "clickhouse", "vigil-store", "vigil-playbooks"] {
+        assert!(
+            !packages["vigil-chaos"].contains(forbidden),
+            "vigil-chaos uses {forbidden}"
+        );
+    }
+    // The lab's services are a stand-in for a customer's, not part of Vigil.
+    assert_internal_subset(&packages, "vigil-test-estate", &[]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The agent's YAML configuration, close in spirit to DeepFlow's agent-group
 //! config: a process matcher, enabled protocols and obfuscation, limits, the
-//! circuit breaker, and where to export. Every key has a default; unknown keys
+//! circuit breaker, and where to export (ClickHouse, or `vigil serve`'s ingest
+//! endpoint with `export.vigil`). Every key has a default; unknown keys
 //! are errors naming the key; `VIGIL_AGENT_*` environment variables override.
 
 use std::path::{Path, PathBuf};
@@ -175,12 +176,42 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// A running `vigil serve` to send batches to (its `POST /api/v1/ingest`),
+/// for estates without ClickHouse.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VigilExportConfig {
+    /// Base URL of `vigil serve`, e.g. `http://10.0.0.2:8080`.
+    pub url: String,
+    /// A bearer token with the write scope (`api.auth.tokens`); empty when the server has no auth.
+    pub token: String,
+    /// Seconds a request may take before the batch is spooled.
+    pub timeout_secs: u64,
+    /// Requests per HTTP request at most (keep the body under the server's `api.ingest_max_body_bytes`).
+    pub max_records_per_request: usize,
+}
+
+impl Default for VigilExportConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            token: String::new(),
+            timeout_secs: 10,
+            max_records_per_request: 5_000,
+        }
+    }
+}
+
 /// Where rows go and how they are buffered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportConfig {
     /// ClickHouse (the store's own config block).
     pub clickhouse: ClickHouseConfig,
+    /// Instead of ClickHouse: a running `vigil serve` (embedded store).
+    /// Mutually exclusive with `clickhouse` and `migrate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vigil: Option<VigilExportConfig>,
     /// Create or upgrade Vigil's tables at start (`vigil db migrate` does the same).
     pub migrate: bool,
     /// Rows per insert at most.
@@ -197,6 +228,7 @@ impl Default for ExportConfig {
     fn default() -> Self {
         Self {
             clickhouse: ClickHouseConfig::default(),
+            vigil: None,
             migrate: false,
             batch_size: 10_000,
             flush_interval_ms: 1_000,
@@ -259,6 +291,12 @@ impl AgentConfig {
                 "VIGIL_AGENT_CLICKHOUSE_DATABASE" => {
                     self.export.clickhouse.database = value.clone()
                 }
+                "VIGIL_AGENT_VIGIL_URL" => {
+                    self.export.vigil.get_or_insert_with(Default::default).url = value.clone();
+                }
+                "VIGIL_AGENT_VIGIL_TOKEN" => {
+                    self.export.vigil.get_or_insert_with(Default::default).token = value.clone();
+                }
                 "VIGIL_AGENT_SPOOL_DIR" => self.export.spool_dir = PathBuf::from(&value),
                 "VIGIL_AGENT_SERVER_PORTS" => {
                     self.capture.server_ports = value
@@ -279,6 +317,22 @@ impl AgentConfig {
             }
         }
         self.validate()
+    }
+
+    /// The config with its secrets (ClickHouse password, `vigil serve` token)
+    /// masked, for printing.
+    pub fn redacted(&self) -> Self {
+        let mask = |secret: &mut String| {
+            if !secret.is_empty() {
+                *secret = "********".to_owned();
+            }
+        };
+        let mut config = self.clone();
+        mask(&mut config.export.clickhouse.password);
+        if let Some(vigil) = &mut config.export.vigil {
+            mask(&mut vigil.token);
+        }
+        config
     }
 
     /// Checks values serde cannot, naming the key.
@@ -316,6 +370,35 @@ impl AgentConfig {
                 "must not exceed relative_load_trigger",
             );
         }
+        if let Some(vigil) = &self.export.vigil {
+            if self.export.clickhouse != ClickHouseConfig::default() {
+                return problem(
+                    "export.vigil",
+                    "export.vigil and export.clickhouse are mutually exclusive: remove one",
+                );
+            }
+            if self.export.migrate {
+                return problem(
+                    "export.migrate",
+                    "migrates ClickHouse tables; not with export.vigil (vigil serve owns its store)",
+                );
+            }
+            if !(vigil.url.starts_with("http://") || vigil.url.starts_with("https://")) {
+                return problem(
+                    "export.vigil.url",
+                    &format!(
+                        "{:?} is not an http:// or https:// URL of vigil serve",
+                        vigil.url
+                    ),
+                );
+            }
+            if vigil.timeout_secs == 0 {
+                return problem("export.vigil.timeout_secs", "must be at least 1");
+            }
+            if vigil.max_records_per_request == 0 {
+                return problem("export.vigil.max_records_per_request", "must be at least 1");
+            }
+        }
         if self.export.batch_size == 0 {
             return problem("export.batch_size", "must be at least 1");
         }
@@ -329,6 +412,22 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printing_masks_the_secrets() {
+        let mut config = AgentConfig::default();
+        config.export.clickhouse.password = "hunter2".into();
+        config.export.vigil = Some(VigilExportConfig {
+            token: "write-token".into(),
+            ..VigilExportConfig::default()
+        });
+        let printed = serde_norway::to_string(&config.redacted()).expect("yaml");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("write-token"),
+            "{printed}"
+        );
+        assert_eq!(printed.matches("********").count(), 2, "{printed}");
+    }
 
     #[test]
     fn the_example_file_is_the_defaults() {
@@ -387,5 +486,53 @@ mod tests {
             .apply_env([("VIGIL_AGENT_MAX_MEMORY".to_owned(), "lots".to_owned())])
             .expect_err("bad");
         assert!(err.to_string().contains("limits.max_memory"));
+    }
+
+    #[test]
+    fn vigil_export_is_validated_and_exclusive_with_clickhouse() {
+        let config = AgentConfig::from_yaml(
+            "export:\n  vigil:\n    url: http://127.0.0.1:8080\n    token: t\n",
+        )
+        .expect("vigil export");
+        let vigil = config.export.vigil.expect("vigil");
+        assert_eq!(
+            (vigil.url.as_str(), vigil.token.as_str()),
+            ("http://127.0.0.1:8080", "t")
+        );
+        let both = AgentConfig::from_yaml(
+            "export:\n  vigil:\n    url: http://127.0.0.1:8080\n  clickhouse:\n    url: http://127.0.0.1:18123\n",
+        )
+        .expect_err("exclusive")
+        .to_string();
+        assert!(
+            both.contains("export.vigil") && both.contains("export.clickhouse"),
+            "{both}"
+        );
+        let bad = AgentConfig::from_yaml("export:\n  vigil:\n    url: 127.0.0.1:8080\n")
+            .expect_err("url")
+            .to_string();
+        assert!(bad.contains("export.vigil.url"), "{bad}");
+        let migrate =
+            AgentConfig::from_yaml("export:\n  migrate: true\n  vigil:\n    url: http://h:1\n")
+                .expect_err("migrate")
+                .to_string();
+        assert!(migrate.contains("export.migrate"), "{migrate}");
+        let mut env = AgentConfig::default();
+        env.apply_env([
+            (
+                "VIGIL_AGENT_VIGIL_URL".to_owned(),
+                "http://10.0.0.2:8080".to_owned(),
+            ),
+            ("VIGIL_AGENT_VIGIL_TOKEN".to_owned(), "secret".to_owned()),
+        ])
+        .expect("env");
+        let vigil = env.export.vigil.expect("vigil from env");
+        assert_eq!(vigil.url, "http://10.0.0.2:8080");
+        assert_eq!(vigil.token, "secret");
+        let err = AgentConfig::default()
+            .apply_env([("VIGIL_AGENT_VIGIL_URL".to_owned(), "nope".to_owned())])
+            .expect_err("bad env url")
+            .to_string();
+        assert!(err.contains("export.vigil.url"), "{err}");
     }
 }

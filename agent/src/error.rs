@@ -25,6 +25,9 @@ pub enum AgentError {
     /// The agent and the server (or a spool written by another version) disagree on versions.
     #[error("version mismatch: {0}")]
     Version(String),
+    /// `vigil serve`'s ingest endpoint refused or could not be reached.
+    #[error("vigil serve: {0}")]
+    Ingest(String),
     /// The Docker Engine API failed.
     #[error("docker: {0}")]
     Docker(String),

@@ -1,7 +1,9 @@
-//! Export to ClickHouse: batched inserts through `vigil-store`, and while the
-//! server is down an ordered, bounded on-disk spool that is replayed (oldest
-//! first) before anything new is written. Nothing is lost below the spool's
-//! bound; batches above it are dropped and counted.
+//! Export to ClickHouse (batched inserts through `vigil-store`) or, with no
+//! ClickHouse, to a running `vigil serve` ([`VigilSink`]: JSON batches of the
+//! versioned ingest protocol to `POST /api/v1/ingest`). While the target is
+//! down, an ordered, bounded on-disk spool is replayed (oldest first) before
+//! anything new is written. Nothing is lost below the spool's bound; batches
+//! above it are dropped and counted.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,9 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vigil_model::RequestRecord;
+use vigil_model::{
+    IngestBatch, IngestReceipt, Profile, RequestRecord, ResourceSeries, INGEST_PROTOCOL_VERSION,
+};
 use vigil_store::clickhouse::{ClickHouseStore, MIGRATIONS};
 
+use crate::config::VigilExportConfig;
 use crate::error::AgentError;
 
 /// Version of the spool's file format (first line of every segment).
@@ -64,6 +69,142 @@ pub trait Sink: Send + Sync {
 impl Sink for ClickHouseStore {
     async fn write(&self, records: &[RequestRecord]) -> Result<(), AgentError> {
         Ok(self.write_agent_records(records).await?)
+    }
+}
+
+/// The ingest endpoint under `vigil serve`'s base URL.
+pub const INGEST_PATH: &str = "/api/v1/ingest";
+
+/// Sends batches to a running `vigil serve` (`export.vigil`). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct VigilSink {
+    client: reqwest::Client,
+    endpoint: String,
+    token: String,
+    max_records: usize,
+}
+
+/// The error body `vigil serve` answers with.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+impl VigilSink {
+    /// A sink for `config` (validated by [`crate::config::AgentConfig::validate`]).
+    pub fn new(config: &VigilExportConfig) -> Result<Self, AgentError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(config.timeout_secs.clamp(1, 5)))
+            .build()
+            .map_err(|e| AgentError::Ingest(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            endpoint: format!("{}{INGEST_PATH}", config.url.trim_end_matches('/')),
+            token: config.token.clone(),
+            max_records: config.max_records_per_request.max(1),
+        })
+    }
+
+    /// Where batches go.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Posts one batch. A protocol version mismatch is [`AgentError::Version`]
+    /// with the server's message (naming both versions and the side to upgrade).
+    pub async fn send(&self, batch: &IngestBatch) -> Result<IngestReceipt, AgentError> {
+        let mut request = self.client.post(&self.endpoint).json(batch);
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AgentError::Ingest(format!("{}: {e}", self.endpoint)))?;
+        let status = response.status();
+        if status.is_success() {
+            return response.json::<IngestReceipt>().await.map_err(|e| {
+                AgentError::Ingest(format!("{}: unreadable answer: {e}", self.endpoint))
+            });
+        }
+        let text = response.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => (String::new(), text.trim().to_owned()),
+        };
+        if code == "protocol_version" {
+            return Err(AgentError::Version(format!(
+                "vigil serve at {} refused this agent's ingest protocol version {INGEST_PROTOCOL_VERSION}: {message}",
+                self.endpoint
+            )));
+        }
+        let hint = match status.as_u16() {
+            401 => " (set export.vigil.token to a token with the write scope)",
+            403 => " (export.vigil.token needs the write scope)",
+            404 => " (is export.vigil.url a vigil serve of this release?)",
+            413 => {
+                " (lower export.vigil.max_records_per_request or raise api.ingest_max_body_bytes)"
+            }
+            _ => "",
+        };
+        let text = format!("{} answered {status}: {message}{hint}", self.endpoint);
+        // Refusals that waiting will not fix are configuration problems; the
+        // rest (5xx, timeouts) mean the server is down or busy.
+        if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
+            Err(AgentError::Config(format!("export.vigil: {text}")))
+        } else {
+            Err(AgentError::Ingest(text))
+        }
+    }
+
+    /// The start-up handshake: an empty batch, which checks the address, the
+    /// token and the protocol version without storing anything.
+    pub async fn check(&self) -> Result<IngestReceipt, AgentError> {
+        self.send(&IngestBatch::new()).await
+    }
+
+    /// Sends profiles.
+    pub async fn write_profiles(&self, profiles: &[Profile]) -> Result<(), AgentError> {
+        self.send(&IngestBatch {
+            profiles: profiles.to_vec(),
+            ..IngestBatch::new()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends resource series.
+    pub async fn write_resources(&self, resources: &[ResourceSeries]) -> Result<(), AgentError> {
+        self.send(&IngestBatch {
+            resources: resources.to_vec(),
+            ..IngestBatch::new()
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Requests are sent in bodies of at most `max_records_per_request`. When a
+/// later body fails, earlier ones of the batch were stored; the whole batch is
+/// then spooled and sent again, which the server stores once (it ignores
+/// requests it already has).
+impl Sink for VigilSink {
+    async fn write(&self, records: &[RequestRecord]) -> Result<(), AgentError> {
+        for chunk in records.chunks(self.max_records) {
+            self.send(&IngestBatch {
+                records: chunk.to_vec(),
+                ..IngestBatch::new()
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 

@@ -14,12 +14,13 @@ use vigil_agent::bpf::{ProbeOptions, Probes};
 use vigil_agent::capture::{Capture, CaptureSettings};
 use vigil_agent::config::AgentConfig;
 use vigil_agent::container::{DockerClient, Identities};
-use vigil_agent::export::{check_schema, Exporter, Spool};
+use vigil_agent::export::{check_schema, Exporter, Sink, Spool, VigilSink};
 use vigil_agent::limits::{parse_load15, CircuitBreaker, PauseReasons, SelfLimits};
 use vigil_agent::profile::Profiler;
 use vigil_agent::resources::{
     clock_ticks, host_ip, read_usage, tcp_series, usage_series, ProcSampler,
 };
+use vigil_agent::AgentError;
 use vigil_model::{Profile, ResourceSeries, TimeRange, Timestamp};
 use vigil_store::clickhouse::ClickHouseStore;
 
@@ -94,7 +95,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::CheckConfig { config } => {
             let config = load_config(Some(&config))?;
-            println!("{}", serde_norway::to_string(&config)?);
+            println!("{}", serde_norway::to_string(&config.redacted())?);
             Ok(())
         }
         Cmd::Run { config } => run(load_config(config.as_ref())?).await,
@@ -132,20 +133,84 @@ enum Telemetry {
     Resources(Vec<ResourceSeries>),
 }
 
+/// Where everything is exported: ClickHouse, or a running `vigil serve`.
+#[derive(Clone)]
+enum Target {
+    ClickHouse(Box<ClickHouseStore>),
+    Vigil(VigilSink),
+}
+
+impl Target {
+    /// Connects and checks versions: ClickHouse's schema, or `vigil serve`'s
+    /// ingest protocol (a server that is down is only a warning: batches spool).
+    async fn open(config: &AgentConfig) -> Result<Self> {
+        if let Some(vigil) = &config.export.vigil {
+            let sink = VigilSink::new(vigil)?;
+            match sink.check().await {
+                Ok(receipt) => tracing::info!(
+                    endpoint = sink.endpoint(),
+                    protocol = receipt.protocol,
+                    "export target checked"
+                ),
+                Err(AgentError::Ingest(detail)) => tracing::warn!(
+                    %detail,
+                    "vigil serve not reachable yet; spooling until it is"
+                ),
+                Err(other) => return Err(other).context("checking export.vigil"),
+            }
+            return Ok(Self::Vigil(sink));
+        }
+        let store = ClickHouseStore::connect(config.export.clickhouse.clone())
+            .await
+            .context("connecting to ClickHouse (export.clickhouse)")?;
+        if config.export.migrate {
+            store.migrate().await.context("migrating Vigil's tables")?;
+        }
+        let version = check_schema(&store.applied_versions().await?)?;
+        tracing::info!(
+            server = store.server_version(),
+            schema = version,
+            "export target checked"
+        );
+        Ok(Self::ClickHouse(Box::new(store)))
+    }
+
+    async fn write(&self, item: &Telemetry) -> Result<(), AgentError> {
+        match (self, item) {
+            (Self::ClickHouse(store), Telemetry::Profiles(p)) => {
+                Ok(store.write_profiles(p).await?)
+            }
+            (Self::ClickHouse(store), Telemetry::Resources(r)) => {
+                Ok(store.write_resources(r).await?)
+            }
+            (Self::Vigil(sink), Telemetry::Profiles(p)) => sink.write_profiles(p).await,
+            (Self::Vigil(sink), Telemetry::Resources(r)) => sink.write_resources(r).await,
+        }
+    }
+}
+
+fn spawn_exporter<S: Sink + 'static>(
+    sink: S,
+    config: &AgentConfig,
+    receiver: std::sync::mpsc::Receiver<Vec<vigil_model::RequestRecord>>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let exporter = Exporter::new(
+        sink,
+        Spool::open(&config.export.spool_dir, config.export.spool_max_bytes)?,
+        config.export.batch_size,
+    );
+    tokio::spawn(exporter.run(
+        receiver,
+        Duration::from_millis(config.export.flush_interval_ms),
+        stop,
+    ));
+    Ok(())
+}
+
 async fn run(config: AgentConfig) -> Result<()> {
     let host = host_ip().to_string();
-    let store = ClickHouseStore::connect(config.export.clickhouse.clone())
-        .await
-        .context("connecting to ClickHouse (export.clickhouse)")?;
-    if config.export.migrate {
-        store.migrate().await.context("migrating Vigil's tables")?;
-    }
-    let version = check_schema(&store.applied_versions().await?)?;
-    tracing::info!(
-        server = store.server_version(),
-        schema = version,
-        "export target checked"
-    );
+    let target = Target::open(&config).await?;
 
     let identities = Identities::default();
     if config.docker.enabled {
@@ -177,16 +242,12 @@ async fn run(config: AgentConfig) -> Result<()> {
             },
             identities.clone(),
         )?;
-        let exporter = Exporter::new(
-            store.clone(),
-            Spool::open(&config.export.spool_dir, config.export.spool_max_bytes)?,
-            config.export.batch_size,
-        );
-        tokio::spawn(exporter.run(
-            receiver,
-            Duration::from_millis(config.export.flush_interval_ms),
-            stop.clone(),
-        ));
+        match &target {
+            Target::ClickHouse(store) => {
+                spawn_exporter((**store).clone(), &config, receiver, stop.clone())?;
+            }
+            Target::Vigil(sink) => spawn_exporter(sink.clone(), &config, receiver, stop.clone())?,
+        }
         Some(capture)
     } else {
         None
@@ -214,14 +275,10 @@ async fn run(config: AgentConfig) -> Result<()> {
             })?;
     }
     {
-        let store = store.clone();
+        let target = target.clone();
         tokio::spawn(async move {
             while let Some(item) = telemetry.recv().await {
-                let result = match &item {
-                    Telemetry::Profiles(p) => store.write_profiles(p).await,
-                    Telemetry::Resources(r) => store.write_resources(r).await,
-                };
-                if let Err(e) = result {
+                if let Err(e) = target.write(&item).await {
                     tracing::warn!(error = %e, "profiles/resources not written");
                 }
             }

@@ -72,7 +72,12 @@ pub struct BaselineScorer {
     errors: Vec<f64>,
     flags: Vec<Flag>,
     z: Vec<f64>,
+    /// Whether the last fit fell back to the recent level (no day of history).
+    cold: bool,
 }
+
+/// Fewest finite minutes before the window a cold-start level needs.
+const COLD_START_MIN_POINTS: usize = 5;
 
 /// Steps per day for a step length, if the step divides a day.
 pub fn period_for(step_secs: u32) -> Option<usize> {
@@ -151,6 +156,39 @@ impl BaselineScorer {
             } else {
                 small_median(&mut lags[..used])
             };
+        }
+        self.cold = false;
+        if config.cold_start_minutes > 0 && from < len && !self.expected[from].is_finite() {
+            // No day before the window: the recent level stands in for the
+            // seasonal one (the scale below then falls back to short-term noise).
+            let steps = (config.cold_start_minutes * period).div_ceil(1440);
+            self.errors.clear();
+            self.errors.extend(
+                values[from.saturating_sub(steps)..from]
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite()),
+            );
+            if self.errors.len() >= COLD_START_MIN_POINTS {
+                let level = median_in_place(&mut self.errors).unwrap_or(f64::NAN);
+                for slot in &mut self.expected[from..] {
+                    if !slot.is_finite() {
+                        *slot = level;
+                    }
+                }
+                self.cold = true;
+                if level.abs() <= f64::EPSILON {
+                    // Nothing to be relative to (no errors so far): the rule's
+                    // absolute minimum decides.
+                    return 1.0;
+                }
+                // The recent points' spread around their level, doubled like the
+                // one-day fallback below for the variation it cannot see.
+                for e in &mut self.errors {
+                    *e = 2.0 * ((*e - level) / level).abs();
+                }
+                return median_in_place(&mut self.errors).map_or(f64::NAN, |m| m * MAD_TO_SIGMA);
+            }
         }
         self.errors.clear();
         for t in (first..from.min(len)).step_by(HISTORY_STRIDE) {
@@ -259,8 +297,16 @@ impl BaselineScorer {
                 } else {
                     Severity::Warning
                 };
+                let against = if self.cold {
+                    format!(
+                        "its level over the {} min before (less than a day of history)",
+                        config.cold_start_minutes
+                    )
+                } else {
+                    "a seasonal baseline".to_owned()
+                };
                 let summary = format!(
-                    "{} of {entity} was {} against a seasonal baseline of {} ({:.1}×) for {} min",
+                    "{} of {entity} was {} against {against} of {} ({:.1}×) for {} min",
                     signal_name(signal),
                     fmt_value(observed),
                     fmt_value(expected),
@@ -419,6 +465,68 @@ mod tests {
                 curve * (1.0 + noise)
             })
             .collect()
+    }
+
+    /// A new service: a week of range, but data only for the last 40 minutes.
+    fn new_service(level: f64, shift_from: usize, factor: f64) -> (Series, usize) {
+        let len = 7 * 1440 + 15;
+        let from = len - 15;
+        let mut values = vec![f64::NAN; len];
+        for (i, v) in values.iter_mut().enumerate().skip(len - 40) {
+            // ±4 % deterministic noise.
+            *v = level * (1.0 + 0.04 * ((i * 7919 % 13) as f64 / 6.0 - 1.0));
+        }
+        for v in &mut values[from + shift_from..] {
+            *v *= factor;
+        }
+        (series(values), from)
+    }
+
+    #[test]
+    fn without_a_day_of_history_the_recent_level_is_the_baseline() {
+        let entity = EntityId::new(EntityKind::Service, "cart");
+        let signal = SignalKind::Request(RequestMetric::LatencyP99);
+        let (s, from) = new_service(20.0, 5, 8.0);
+        let detect = |config: &BaselineConfig| {
+            BaselineScorer::new().detect(
+                &entity,
+                &signal,
+                &s,
+                from,
+                &[],
+                LATENCY,
+                config,
+                &GuardConfig::default(),
+            )
+        };
+        let anomalies = detect(&BaselineConfig::default());
+        assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+        assert_eq!(anomalies[0].window.start, s.time_at(from + 5));
+        assert!(
+            anomalies[0]
+                .evidence
+                .summary
+                .contains("less than a day of history"),
+            "{}",
+            anomalies[0].evidence.summary
+        );
+        let waits = BaselineConfig {
+            cold_start_minutes: 0,
+            ..BaselineConfig::default()
+        };
+        assert!(detect(&waits).is_empty(), "cold start off waits for a day");
+        let (steady, from) = new_service(20.0, 5, 1.0);
+        let quiet = BaselineScorer::new().detect(
+            &entity,
+            &signal,
+            &steady,
+            from,
+            &[],
+            LATENCY,
+            &BaselineConfig::default(),
+            &GuardConfig::default(),
+        );
+        assert!(quiet.is_empty(), "noise alone is no anomaly: {quiet:?}");
     }
 
     fn series(values: Vec<f64>) -> Series {

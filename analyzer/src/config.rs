@@ -157,6 +157,10 @@ pub struct BaselineConfig {
     pub retransmit_min_ratio: f64,
     /// …and at least this many more per step.
     pub retransmit_min_delta: f64,
+    /// Without a day of history (a new estate or service), score against the
+    /// median of this many minutes before the window instead of finding
+    /// nothing for a day; 0 waits for a full day.
+    pub cold_start_minutes: usize,
 }
 
 impl Default for BaselineConfig {
@@ -172,6 +176,7 @@ impl Default for BaselineConfig {
             throughput_min_ratio: 3.0,
             retransmit_min_ratio: 4.0,
             retransmit_min_delta: 50.0,
+            cold_start_minutes: 60,
         }
     }
 }

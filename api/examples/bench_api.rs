@@ -1,13 +1,15 @@
 //! Webhook latency on a 1,000-service simulated estate, and a server for `wrk`.
 //!
 //! ```text
-//! cargo run --release -p vigil-api --example bench_api -- [DB] [--requests N] [--serve ADDR]
+//! cargo run --release -p vigil-api --example bench_api -- [DB] [--requests N] [--cold] [--serve ADDR]
 //! ```
 //! Writes the estate (1,000 services, 26 h, a slow MySQL planted at 25 h) into
 //! DB (default `/tmp/vigil-bench-1000.db`) unless it already holds it, measures
-//! N webhooks in-process (each a new incident, so each a full investigation),
-//! then with `--serve` serves the API on ADDR until interrupted, its clock
-//! pinned at the fault so `wrk` can post alerts about it.
+//! N webhooks in-process (each a new incident, so each a full investigation;
+//! with `--cold` the investigation cache is off, `investigate.cache_secs: 0`,
+//! so no alert reuses another's reads or analysis), then with `--serve` serves
+//! the API on ADDR until interrupted, its clock pinned at the fault so `wrk`
+//! can post alerts about it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,10 +32,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut path = PathBuf::from("/tmp/vigil-bench-1000.db");
     let mut requests = 200usize;
     let mut serve: Option<String> = None;
+    let mut cold = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--requests" => requests = args.next().and_then(|v| v.parse().ok()).unwrap_or(200),
             "--serve" => serve = args.next(),
+            "--cold" => cold = true,
             other => path = PathBuf::from(other),
         }
     }
@@ -86,8 +90,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scheduler: None,
         notifier: None,
         clock: Some(Arc::new(move || at)),
+        ingest: None,
     };
-    let state = Arc::new(AppState::new(ApiConfig::default(), deps.clone()));
+    let mut api = ApiConfig::default();
+    if cold {
+        api.investigate.cache_secs = 0;
+    }
+    let state = Arc::new(AppState::new(api.clone(), deps.clone()));
     // Warm-up: the first request builds the entity index.
     let _ = webhook_latency(Arc::clone(&state), &targets[..1], 1).await;
     let figures = webhook_latency(state, &targets, requests).await;
@@ -95,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(address) = serve {
         let config = ApiConfig {
             listen: address,
-            ..ApiConfig::default()
+            ..api
         };
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

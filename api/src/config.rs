@@ -134,6 +134,8 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// Largest body accepted by the agent ingest endpoint (`POST /api/v1/ingest`), bytes.
+    pub ingest_max_body_bytes: usize,
     /// Bearer tokens.
     pub auth: AuthConfig,
     /// Webhook signatures and limits.
@@ -158,6 +160,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".to_owned(),
             public_url: None,
             max_body_bytes: 1024 * 1024,
+            ingest_max_body_bytes: 16 * 1024 * 1024,
             auth: AuthConfig::default(),
             webhooks: WebhookConfig {
                 max_alerts_per_request: 20,
@@ -208,6 +211,12 @@ impl ApiConfig {
             errors.push((
                 "max_body_bytes".to_owned(),
                 "must be between 1024 and 67108864".to_owned(),
+            ));
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&self.ingest_max_body_bytes) {
+            errors.push((
+                "ingest_max_body_bytes".to_owned(),
+                "must be between 1024 and 268435456".to_owned(),
             ));
         }
         for (index, token) in self.auth.tokens.iter().enumerate() {

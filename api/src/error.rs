@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The request conflicts with the current state (e.g. a patrol already running).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The peer speaks another protocol version; the message names both and the side to upgrade.
+    #[error("protocol version mismatch: {0}")]
+    Version(String),
     /// A needed part is not configured or is shutting down.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -71,6 +74,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Version(_) => (StatusCode::CONFLICT, "protocol_version"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -5,7 +5,9 @@
 //! ranked root causes, incidents and feedback, the chat endpoint, reports and
 //! patrols, server-rendered pages, MCP over streamable HTTP, OpenAPI, metrics
 //! and health; and their security (bearer tokens with scopes, webhook HMAC
-//! signatures, body limits, strict JSON errors naming the field).
+//! signatures, body limits, strict JSON errors naming the field), and the
+//! versioned agent ingest endpoint, which writes through
+//! `vigil_model::TelemetryIngest`.
 //! Does not own analysis or storage: it calls `vigil-assistant` and reads and
 //! writes Vigil's state through `vigil-store`'s embedded store.
 
@@ -14,6 +16,7 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
@@ -113,14 +116,23 @@ pub fn router_with_state(state: Arc<AppState>, shutdown: CancellationToken) -> R
         );
         router = router.nest_service("/mcp", service);
     }
+    router = router
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit));
+    // Agent batches are larger than anything else: their own limit, outside the general one.
+    let ingest_limit = state.config.ingest_max_body_bytes;
+    router = router.merge(
+        Router::new()
+            .route(ingest::PATH, post(ingest::ingest))
+            .layer(DefaultBodyLimit::max(ingest_limit))
+            .layer(RequestBodyLimitLayer::new(ingest_limit)),
+    );
     router
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             security::authenticate,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
         .with_state(state)
 }
 

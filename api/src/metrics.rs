@@ -1,5 +1,6 @@
 //! Prometheus metrics of the API at `/metrics`: requests by route and status,
-//! their latency, webhook alerts by outcome, chat answers, LLM fallbacks.
+//! their latency, webhook alerts by outcome, chat answers, LLM fallbacks,
+//! agent ingest batches by outcome and what they carried.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +36,20 @@ pub struct AlertLabels {
     pub outcome: String,
 }
 
+/// Labels of an ingest batch's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestLabels {
+    /// stored, invalid, version_mismatch, unavailable, failed.
+    pub outcome: String,
+}
+
+/// Labels of what an ingest batch carried.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestKindLabels {
+    /// records, profiles, resources.
+    pub kind: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
@@ -53,6 +68,10 @@ pub struct Metrics {
     pub chat: Counter,
     /// LLM exchanges that failed and fell back to the deterministic answer.
     pub llm_fallbacks: Counter,
+    /// Agent ingest batches, by outcome.
+    pub ingest_batches: Family<IngestLabels, Counter>,
+    /// Items stored through agent ingest, by kind.
+    pub ingested: Family<IngestKindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,8 +103,22 @@ impl Metrics {
             "LLM exchanges that failed and fell back to the deterministic answer",
             llm_fallbacks.clone(),
         );
+        let ingest_batches = Family::<IngestLabels, Counter>::default();
+        let ingested = Family::<IngestKindLabels, Counter>::default();
+        registry.register(
+            "ingest_batches",
+            "Agent ingest batches, by outcome",
+            ingest_batches.clone(),
+        );
+        registry.register(
+            "ingested_items",
+            "Requests, profiles and resource series stored through agent ingest",
+            ingested.clone(),
+        );
         Self {
             registry,
+            ingest_batches,
+            ingested,
             requests,
             latency,
             alerts,

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 /// Every API route as (method, path template, summary, request schema, needs write).
-pub const ROUTES: [(&str, &str, &str, Option<&str>); 17] = [
+pub const ROUTES: [(&str, &str, &str, Option<&str>); 18] = [
     (
         "post",
         "/api/v1/alerts/alertmanager",
@@ -72,6 +72,12 @@ pub const ROUTES: [(&str, &str, &str, Option<&str>); 17] = [
         None,
     ),
     ("post", "/api/v1/patrols/{id}/run", "Run a patrol now", None),
+    (
+        "post",
+        "/api/v1/ingest",
+        "vigil-agent batch (write scope): raw requests, profiles, resources; 409 on a protocol version mismatch, 413 above api.ingest_max_body_bytes",
+        Some("IngestBatch"),
+    ),
     ("get", "/api/openapi.json", "This document", None),
     ("get", "/metrics", "Prometheus metrics", None),
     ("get", "/healthz", "Liveness", None),
@@ -127,6 +133,17 @@ fn schemas() -> Value {
             "properties": {"question": {"type": "string", "minLength": 1, "maxLength": 2000},
                 "at": {"type": "integer"}, "llm": {"type": "boolean"}}
         },
+        "IngestBatch": {
+            "type": "object", "required": ["protocol"], "additionalProperties": false,
+            "description": "What vigil-agent sends with no ClickHouse. `protocol` is the agent's ingest protocol version; another version than the server's is answered 409 with code protocol_version, naming both versions and the side to upgrade.",
+            "properties": {
+                "protocol": {"type": "integer", "const": vigil_model::INGEST_PROTOCOL_VERSION},
+                "records": {"type": "array", "description": "Raw requests (vigil_model::RequestRecord)",
+                    "items": {"type": "object", "required": ["start_us", "duration_us", "protocol", "status", "client", "server"]}},
+                "profiles": {"type": "array", "description": "On-CPU profiles, one minute each (vigil_model::Profile)", "items": {"type": "object"}},
+                "resources": {"type": "array", "description": "Resource series with 60 s steps (vigil_model::ResourceSeries)", "items": {"type": "object"}}
+            }
+        },
         "Error": {
             "type": "object",
             "properties": {"error": {"type": "object", "properties": {
@@ -160,6 +177,14 @@ pub fn document() -> Value {
             .collect();
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
+        }
+        if path == crate::ingest::PATH {
+            let error =
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+            operation["responses"]["409"] = json!({"description": "Agent and server speak different ingest protocol versions; the message names both and the side to upgrade", "content": error});
+            operation["responses"]["413"] =
+                json!({"description": "Body larger than api.ingest_max_body_bytes"});
+            operation["responses"]["503"] = json!({"description": "No ingest target, or the store failed; the agent spools and retries", "content": error});
         }
         let entry = paths
             .entry(path.to_owned())

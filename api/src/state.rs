@@ -14,11 +14,12 @@ use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 use vigil_assistant::tools::Clock;
 use vigil_assistant::{
-    investigate, EntityIndex, EvidenceItem, LabelMatch, LatestReport, LlmClient, Suggestion, Tools,
+    investigate_cached, EntityIndex, EvidenceItem, InvestigationCache, LabelMatch, LatestReport,
+    LlmClient, Suggestion, Tools,
 };
 use vigil_model::{
-    DeliveryRecord, EntityId, Language, PatrolReport, Severity, TelemetrySource, TimeRange,
-    Timestamp,
+    DeliveryRecord, EntityId, Language, PatrolReport, Severity, TelemetryIngest, TelemetrySource,
+    TimeRange, Timestamp,
 };
 use vigil_notify::{Message, MessageKind, Notifier};
 use vigil_scheduler::SchedulerHandle;
@@ -43,6 +44,9 @@ pub struct ApiDeps {
     pub notifier: Option<Arc<Notifier>>,
     /// The present; the system clock when `None` (tests pin it to simulated time).
     pub clock: Option<Clock>,
+    /// Where agents' batches (`POST /api/v1/ingest`) are written; the
+    /// endpoint answers 503 when `None`.
+    pub ingest: Option<Arc<dyn TelemetryIngest>>,
 }
 
 impl std::fmt::Debug for ApiDeps {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for ApiDeps {
             .field("store", &self.store.path())
             .field("scheduler", &self.scheduler.is_some())
             .field("notifier", &self.notifier.is_some())
+            .field("ingest", &self.ingest.as_ref().map(|i| i.backend()))
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +159,8 @@ pub struct AppState {
     pub scheduler: Option<SchedulerHandle>,
     /// Notifications.
     pub notifier: Option<Arc<Notifier>>,
+    /// Where agents' batches are written.
+    pub ingest: Option<Arc<dyn TelemetryIngest>>,
     /// Tools (chat, LLM, MCP).
     pub tools: Arc<Tools>,
     /// The LLM, when enabled.
@@ -167,6 +174,8 @@ pub struct AppState {
     /// Background enrichment tasks.
     pub tasks: TaskTracker,
     index: tokio::sync::Mutex<Option<CachedIndex>>,
+    /// Reads and analysis shared by alerts about the same window.
+    investigations: InvestigationCache,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -225,12 +234,14 @@ impl AppState {
             store: deps.store,
             scheduler: deps.scheduler,
             notifier: deps.notifier,
+            ingest: deps.ingest,
             tools: Arc::new(tools),
             llm,
             metrics: Metrics::new(),
             clock,
             tasks: TaskTracker::new(),
             index: tokio::sync::Mutex::new(None),
+            investigations: InvestigationCache::new(),
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -388,8 +399,9 @@ impl AppState {
                 result.outcome = "unmapped".to_owned();
             }
             Some(found) => {
-                match investigate(
+                match investigate_cached(
                     self.source.as_ref(),
+                    &self.investigations,
                     &found.entity,
                     alert.starts_at,
                     &self.config.investigate,

@@ -253,6 +253,7 @@ fn binding_everywhere_without_tokens_is_refused() {
                 scheduler: None,
                 notifier: None,
                 clock: None,
+                ingest: None,
             };
             vigil_api::serve(config, deps, tokio_util::sync::CancellationToken::new()).await
         })

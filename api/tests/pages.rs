@@ -111,6 +111,7 @@ async fn pages_render_in_headless_chromium() {
         scheduler: None,
         notifier: None,
         clock: Some(Arc::new(move || at)),
+        ingest: None,
     };
     // Open an incident through the API.
     let seeding = common::router(Arc::new(AppState::new(ApiConfig::default(), deps.clone())));

@@ -11,16 +11,17 @@
 //! anomalies in numbers, the slowest statements of a database or cache against
 //! the day before, the callers affected and the propagation path.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use vigil_analyzer::{anomalies, AnalysisInput, AnalyzerConfig};
 use vigil_knowledge_graph::{rank_root_causes, KnowledgeGraph, RankConfig, Symptom};
 use vigil_model::{
-    Anomaly, CallEdge, EntityFilter, EntityId, EntityKind, RelationKind, ResourceMetric,
-    SeriesQuery, SignalKind, StatementOrder, StatementQuery, StatementStepQuery, TelemetrySource,
-    TimeRange, Timestamp, Topology, MINUTE_SECS,
+    Anomaly, CallEdge, EntityFilter, EntityId, EntityKind, Event, RelationKind, RequestSeries,
+    ResourceMetric, ResourceSeries, SeriesQuery, SignalKind, StatementOrder, StatementQuery,
+    StatementStepQuery, TelemetrySource, TimeRange, Timestamp, Topology, MINUTE_SECS,
 };
 
 use crate::AssistantError;
@@ -51,6 +52,10 @@ pub struct InvestigateOptions {
     pub analyzer: AnalyzerConfig,
     /// Ranking weights.
     pub rank: RankConfig,
+    /// Seconds (wall time) investigations of the same window reuse its
+    /// topology, call edges and per-entity analysis through an
+    /// [`InvestigationCache`]; 0 reads everything for every investigation.
+    pub cache_secs: u64,
 }
 
 impl Default for InvestigateOptions {
@@ -65,6 +70,7 @@ impl Default for InvestigateOptions {
             statements: 5,
             analyzer: AnalyzerConfig::default(),
             rank: RankConfig::default(),
+            cache_secs: 30,
         }
     }
 }
@@ -87,6 +93,12 @@ impl InvestigateOptions {
         }
         if self.limit == 0 {
             errors.push(("limit".to_owned(), "must be at least 1".to_owned()));
+        }
+        if self.cache_secs > 3600 {
+            errors.push((
+                "cache_secs".to_owned(),
+                "must be between 0 and 3600".to_owned(),
+            ));
         }
         if let Err(error) = self.analyzer.validate() {
             errors.push(("analyzer".to_owned(), error.to_string()));
@@ -272,14 +284,154 @@ pub fn signal_name(signal: &SignalKind) -> String {
     }
 }
 
+/// What investigations of one window share, kept between alerts for
+/// [`InvestigateOptions::cache_secs`] of wall time: the topology, call edges,
+/// events and knowledge graph of the window, and each serving entity's
+/// anomalies from its request series. An alert storm (many upstream services
+/// alerting on one cause within a minute) then reads and analyses each entity
+/// once; data arriving later is picked up when the entry expires.
+///
+/// Cheap to create; one per server. Holds at most [`InvestigationCache::WINDOWS`]
+/// windows, dropping the oldest.
+#[derive(Default)]
+pub struct InvestigationCache {
+    windows: Mutex<Vec<Arc<WindowCache>>>,
+}
+
+impl std::fmt::Debug for InvestigationCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("InvestigationCache")
+            .field("windows", &windows.len())
+            .finish()
+    }
+}
+
+/// One window's shared reads and per-entity analysis.
+struct WindowCache {
+    window: TimeRange,
+    options: InvestigateOptions,
+    built: Instant,
+    reads: tokio::sync::OnceCell<Arc<WindowReads>>,
+    entities: Mutex<HashMap<EntityId, Arc<EntityAnalysis>>>,
+    /// Held while reading and analysing entities, so concurrent alerts of
+    /// one window (a storm) analyse each entity once instead of racing.
+    analysing: tokio::sync::Mutex<()>,
+}
+
+/// Topology, call edges, events and the knowledge graph of one window.
+struct WindowReads {
+    topology: Topology,
+    calls: Vec<CallEdge>,
+    events: Vec<Event>,
+    graph: KnowledgeGraph,
+}
+
+/// One serving entity's request series, analysed on its own.
+struct EntityAnalysis {
+    /// Whether the store has request metrics for it in the range.
+    has_series: bool,
+    /// Measured minutes before the window.
+    history_points: usize,
+    /// Its anomalies from request metrics (detectors see one series at a time).
+    anomalies: Vec<Anomaly>,
+}
+
+impl InvestigationCache {
+    /// Windows kept at most.
+    pub const WINDOWS: usize = 8;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry of `window` for `options`: a fresh one when caching is off,
+    /// or none is younger than `cache_secs`.
+    fn window(&self, window: TimeRange, options: &InvestigateOptions) -> Arc<WindowCache> {
+        let fresh = || {
+            Arc::new(WindowCache {
+                window,
+                options: options.clone(),
+                built: Instant::now(),
+                reads: tokio::sync::OnceCell::new(),
+                entities: Mutex::new(HashMap::new()),
+                analysing: tokio::sync::Mutex::new(()),
+            })
+        };
+        if options.cache_secs == 0 {
+            return fresh();
+        }
+        let ttl = Duration::from_secs(options.cache_secs);
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        windows.retain(|entry| entry.built.elapsed() < ttl);
+        if let Some(found) = windows
+            .iter()
+            .find(|entry| entry.window == window && &entry.options == options)
+        {
+            return Arc::clone(found);
+        }
+        let entry = fresh();
+        if windows.len() >= Self::WINDOWS {
+            windows.remove(0);
+        }
+        windows.push(Arc::clone(&entry));
+        entry
+    }
+}
+
+impl WindowCache {
+    fn analysed(&self, ids: &[EntityId]) -> HashMap<EntityId, Arc<EntityAnalysis>> {
+        let entities = self.entities.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.iter()
+            .filter_map(|id| {
+                entities
+                    .get(id)
+                    .map(|found| (id.clone(), Arc::clone(found)))
+            })
+            .collect()
+    }
+
+    fn remember(&self, analysed: &HashMap<EntityId, Arc<EntityAnalysis>>) {
+        let mut entities = self.entities.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, analysis) in analysed {
+            entities.insert(id.clone(), Arc::clone(analysis));
+        }
+    }
+}
+
 /// Investigates `symptom` at `at`: reads the symptom's dependency closure only,
 /// detects anomalies, ranks root causes and gathers evidence for the top ones.
 ///
 /// Instances, containers and endpoints are investigated as their service or
 /// server. Fails when the entity is not in the window's topology or telemetry
 /// cannot be read; missing data is reported in [`Investigation::missing`].
+/// Nothing is kept between calls; [`investigate_cached`] shares reads and
+/// analysis between investigations of the same window.
 pub async fn investigate(
     source: &dyn TelemetrySource,
+    symptom: &EntityId,
+    at: Timestamp,
+    options: &InvestigateOptions,
+) -> Result<Investigation, AssistantError> {
+    let options = InvestigateOptions {
+        cache_secs: 0,
+        ..options.clone()
+    };
+    investigate_cached(source, &InvestigationCache::new(), symptom, at, &options).await
+}
+
+/// [`investigate`], reusing what `cache` holds for the same window (see
+/// [`InvestigationCache`]); the answer is the same as without the cache for
+/// the same data.
+///
+/// Reads in two stages: request series of the closure's services, databases
+/// and caches (only those not analysed yet in this window), then resources
+/// and statements only where they can matter; the second analysis sees only
+/// those and the request series they are compared with.
+pub async fn investigate_cached(
+    source: &dyn TelemetrySource,
+    cache: &InvestigationCache,
     symptom: &EntityId,
     at: Timestamp,
     options: &InvestigateOptions,
@@ -292,12 +444,30 @@ pub async fn investigate(
             .plus_secs(-i64::from(options.history_days.max(1)) * 86_400),
         end: window.end,
     };
-    let (topology, calls) = tokio::join!(source.topology(range), source.call_edges(window));
-    let topology = topology?;
-    let calls = calls?;
-    let symptom = owner_of(&topology, symptom);
-    let mut graph = KnowledgeGraph::from_topology(&topology);
-    graph.apply_window(window, &topology, &calls, &[]);
+    let entry = cache.window(window, options);
+    let reads = entry
+        .reads
+        .get_or_try_init(|| async {
+            let (topology, calls, events) = tokio::join!(
+                source.topology(range),
+                source.call_edges(window),
+                source.events(range)
+            );
+            let (topology, calls, events) = (topology?, calls?, events?);
+            let mut graph = KnowledgeGraph::from_topology(&topology);
+            graph.apply_window(window, &topology, &calls, &[]);
+            Ok::<_, AssistantError>(Arc::new(WindowReads {
+                topology,
+                calls,
+                events,
+                graph,
+            }))
+        })
+        .await
+        .map(Arc::clone)?;
+    let graph = &reads.graph;
+    let calls = &reads.calls;
+    let symptom = owner_of(&reads.topology, symptom);
     if graph.node(&symptom).is_none() {
         return Err(AssistantError::UnknownEntity(symptom));
     }
@@ -322,75 +492,112 @@ pub async fn investigate(
         .cloned()
         .collect();
 
-    // Stage 1: request series of the serving entities, and events.
-    let query = SeriesQuery {
-        filter: EntityFilter::ids(&serving),
-        range,
-        step_secs: MINUTE_SECS,
-    };
-    let (requests, events) = tokio::join!(source.request_series(&query), source.events(range));
-    let requests = requests?;
-    let events = events?;
+    // Stage 1: request series of the serving entities not analysed yet in
+    // this window. Request detectors see one series at a time, so each
+    // entity's anomalies do not depend on which others are read with it.
     let mut input = AnalysisInput {
         window,
-        topology,
-        requests,
+        topology: reads.topology.clone(),
+        requests: Vec::new(),
         edges: Vec::new(),
         resources: Vec::new(),
         statements: Vec::new(),
-        events,
+        events: reads.events.clone(),
     };
-    let first = anomalies(&input, &options.analyzer);
+    let analysing = entry.analysing.lock().await;
+    let mut analysed = entry.analysed(&serving);
+    let unread: Vec<EntityId> = serving
+        .iter()
+        .filter(|id| !analysed.contains_key(*id))
+        .cloned()
+        .collect();
+    let mut series: BTreeMap<EntityId, RequestSeries> = BTreeMap::new();
+    let mut stray: Vec<Anomaly> = Vec::new();
+    let containers = containers_by_service(&input.topology);
+    // Resources of what is near the symptom do not depend on the analysis:
+    // they are read while it runs.
+    let near = resource_ids(
+        &hops,
+        &containers,
+        &input.topology,
+        &BTreeSet::new(),
+        options,
+    );
+    let (mut cpu, mut memory) = if unread.is_empty() {
+        read_resources(source, &near, range).await?
+    } else {
+        let requests = source
+            .request_series(&SeriesQuery {
+                filter: EntityFilter::ids(&unread),
+                range,
+                step_secs: MINUTE_SECS,
+            })
+            .await?;
+        let (analysis, resources) = tokio::join!(
+            analyse_in_parallel(&input, requests, &options.analyzer),
+            read_resources(source, &near, range)
+        );
+        let (requests, found) = analysis;
+        let mut by_entity: HashMap<EntityId, Vec<Anomaly>> = HashMap::new();
+        for anomaly in found {
+            if unread.contains(&anomaly.entity) {
+                by_entity
+                    .entry(anomaly.entity.clone())
+                    .or_default()
+                    .push(anomaly);
+            } else {
+                stray.push(anomaly);
+            }
+        }
+        series = requests
+            .into_iter()
+            .map(|s| (s.entity.clone(), s))
+            .collect();
+        let fresh: HashMap<EntityId, Arc<EntityAnalysis>> = unread
+            .iter()
+            .map(|id| {
+                let found = series.get(id);
+                let analysis = EntityAnalysis {
+                    has_series: found.is_some(),
+                    history_points: found.map_or(0, |s| history_points(s, window)),
+                    anomalies: by_entity.remove(id).unwrap_or_default(),
+                };
+                (id.clone(), Arc::new(analysis))
+            })
+            .collect();
+        entry.remember(&fresh);
+        analysed.extend(fresh);
+        resources?
+    };
+    drop(analysing);
+    // In the order one analysis of every series would give (by entity id).
+    let first: Vec<Anomaly> = serving
+        .iter()
+        .filter_map(|id| analysed.get(id))
+        .flat_map(|analysis| analysis.anomalies.iter().cloned())
+        .chain(stray)
+        .collect();
     let anomalous: BTreeSet<EntityId> = first.iter().map(|a| a.entity.clone()).collect();
 
-    // Stage 2: resources where they can matter, statements of anomalous servers.
-    let containers = containers_by_service(&input.topology);
-    let mut resource_ids: BTreeSet<EntityId> = BTreeSet::new();
-    for (id, hop) in &hops {
-        let near = *hop <= options.resource_hops || anomalous.contains(id);
-        match id.kind() {
-            EntityKind::Service if near => {
-                if let Some(found) = containers.get(id) {
-                    resource_ids.extend(found.iter().cloned());
-                }
-            }
-            EntityKind::Host | EntityKind::Process if near => {
-                resource_ids.insert(id.clone());
-            }
-            EntityKind::Container if near => {
-                resource_ids.insert(id.clone());
-            }
-            _ => {}
-        }
+    // Stage 2: resources of anomalous entities too, statements of anomalous servers.
+    let resource_ids = resource_ids(&hops, &containers, &input.topology, &anomalous, options);
+    let extra: BTreeSet<EntityId> = resource_ids.difference(&near).cloned().collect();
+    if !extra.is_empty() {
+        let (extra_cpu, extra_memory) = read_resources(source, &extra, range).await?;
+        cpu.extend(extra_cpu);
+        memory.extend(extra_memory);
+        // One read's order: by entity within each metric.
+        cpu.sort_by(|a, b| a.entity.cmp(&b.entity));
+        memory.sort_by(|a, b| a.entity.cmp(&b.entity));
     }
-    // Hosts of what we read resources of, for saturation and neighbours.
-    for relation in &input.topology.relations {
-        if relation.kind == RelationKind::RunsOn
-            && relation.to.kind() == EntityKind::Host
-            && (resource_ids.contains(&relation.from) || anomalous.contains(&relation.from))
-        {
-            resource_ids.insert(relation.to.clone());
-        }
-    }
+    input.resources.extend(cpu);
+    input.resources.extend(memory);
     let resource_ids: Vec<EntityId> = resource_ids.into_iter().collect();
     let servers: Vec<EntityId> = anomalous
         .iter()
         .filter(|id| matches!(id.kind(), EntityKind::Database | EntityKind::Cache))
         .cloned()
         .collect();
-    if !resource_ids.is_empty() {
-        let query = SeriesQuery {
-            filter: EntityFilter::ids(&resource_ids),
-            range,
-            step_secs: MINUTE_SECS,
-        };
-        let (cpu, memory) = tokio::join!(
-            source.resource_series(&query, ResourceMetric::CpuCores),
-            source.resource_series(&query, ResourceMetric::MemoryBytes)
-        );
-        input.resources.extend(cpu?);
-        input.resources.extend(memory?);
-    }
     for server in &servers {
         input.statements.extend(
             source
@@ -405,7 +612,47 @@ pub async fn investigate(
     }
     let mut found = first;
     if !input.resources.is_empty() || !input.statements.is_empty() {
-        let second = anomalies(&input, &options.analyzer);
+        // Request series are needed only to explain CPU by traffic (the
+        // services of the containers read) and to align statements (any one
+        // series): request anomalies were all found in stage 1.
+        let mut needed: BTreeSet<EntityId> = containers
+            .iter()
+            .filter(|(_, found)| found.iter().any(|c| resource_ids.binary_search(c).is_ok()))
+            .map(|(service, _)| service.clone())
+            .filter(|service| analysed.get(service).is_some_and(|a| a.has_series))
+            .collect();
+        if analysed.get(&symptom).is_some_and(|a| a.has_series) {
+            needed.insert(symptom.clone());
+        }
+        if needed.is_empty() {
+            if let Some(any) = serving
+                .iter()
+                .find(|id| analysed.get(*id).is_some_and(|a| a.has_series))
+            {
+                needed.insert(any.clone());
+            }
+        }
+        let to_read: Vec<EntityId> = needed
+            .iter()
+            .filter(|id| !series.contains_key(*id))
+            .cloned()
+            .collect();
+        if !to_read.is_empty() {
+            let read = source
+                .request_series(&SeriesQuery {
+                    filter: EntityFilter::ids(&to_read),
+                    range,
+                    step_secs: MINUTE_SECS,
+                })
+                .await?;
+            series.extend(read.into_iter().map(|s| (s.entity.clone(), s)));
+        }
+        input.requests = series
+            .into_iter()
+            .filter(|(id, _)| needed.contains(id))
+            .map(|(_, s)| s)
+            .collect();
+        let (_, second) = analyse_in_parallel(&input, Vec::new(), &options.analyzer).await;
         let seen: BTreeSet<(EntityId, SignalKind)> = found
             .iter()
             .map(|a| (a.entity.clone(), a.signal.clone()))
@@ -418,23 +665,13 @@ pub async fn investigate(
     }
 
     let mut missing = Vec::new();
-    if !input.requests.iter().any(|r| r.entity == symptom) {
+    let symptom_analysis = analysed.get(&symptom).filter(|a| a.has_series);
+    if symptom_analysis.is_none() {
         missing.push(format!(
             "no request metrics for {symptom} in the window; only its dependencies were analysed"
         ));
     }
-    let history_points = input
-        .requests
-        .iter()
-        .find(|r| r.entity == symptom)
-        .map(|r| {
-            (0..r.metrics.len())
-                .filter(|&i| {
-                    r.metrics.time_at(i) < window.start && r.metrics.requests[i].is_finite()
-                })
-                .count()
-        })
-        .unwrap_or(0);
+    let history_points = symptom_analysis.map_or(0, |a| a.history_points);
     if history_points < 1440 && missing.is_empty() {
         missing.push(format!(
             "only {history_points} minutes of history before the window (a day is needed for seasonal baselines); findings may be weaker"
@@ -442,7 +679,7 @@ pub async fn investigate(
     }
 
     let candidates = rank_root_causes(
-        &graph,
+        graph,
         &Symptom {
             entity: symptom.clone(),
             at: at.floor_to(MINUTE_SECS),
@@ -479,7 +716,7 @@ pub async fn investigate(
         } else {
             Vec::new()
         };
-        let affected_callers = affected_callers(&calls, &candidate.entity, &found);
+        let affected_callers = affected_callers(calls, &candidate.entity, &found);
         let cpu = candidate
             .signals
             .contains(&SignalKind::Resource(ResourceMetric::CpuCores))
@@ -537,6 +774,148 @@ pub async fn investigate(
         missing,
         elapsed_ms: clock.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+/// The CPU and memory series of `ids` over `range` (empty without ids).
+async fn read_resources(
+    source: &dyn TelemetrySource,
+    ids: &BTreeSet<EntityId>,
+    range: TimeRange,
+) -> Result<(Vec<ResourceSeries>, Vec<ResourceSeries>), AssistantError> {
+    if ids.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let ids: Vec<EntityId> = ids.iter().cloned().collect();
+    let query = SeriesQuery {
+        filter: EntityFilter::ids(&ids),
+        range,
+        step_secs: MINUTE_SECS,
+    };
+    let (cpu, memory) = tokio::join!(
+        source.resource_series(&query, ResourceMetric::CpuCores),
+        source.resource_series(&query, ResourceMetric::MemoryBytes)
+    );
+    Ok((cpu?, memory?))
+}
+
+/// Entities whose resources (CPU, memory) can matter: containers of services
+/// within [`InvestigateOptions::resource_hops`] of the symptom or anomalous,
+/// such hosts, processes and containers, and the hosts all of them run on.
+fn resource_ids(
+    hops: &BTreeMap<EntityId, usize>,
+    containers: &BTreeMap<EntityId, Vec<EntityId>>,
+    topology: &Topology,
+    anomalous: &BTreeSet<EntityId>,
+    options: &InvestigateOptions,
+) -> BTreeSet<EntityId> {
+    let mut ids: BTreeSet<EntityId> = BTreeSet::new();
+    for (id, hop) in hops {
+        let near = *hop <= options.resource_hops || anomalous.contains(id);
+        match id.kind() {
+            EntityKind::Service if near => {
+                if let Some(found) = containers.get(id) {
+                    ids.extend(found.iter().cloned());
+                }
+            }
+            EntityKind::Host | EntityKind::Process | EntityKind::Container if near => {
+                ids.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+    // Hosts of what we read resources of, for saturation and neighbours.
+    for relation in &topology.relations {
+        if relation.kind == RelationKind::RunsOn
+            && relation.to.kind() == EntityKind::Host
+            && (ids.contains(&relation.from) || anomalous.contains(&relation.from))
+        {
+            ids.insert(relation.to.clone());
+        }
+    }
+    ids
+}
+
+/// Runs the detectors over `input` with `requests` as its request series
+/// (`input`'s own when empty), off the async runtime: request series in
+/// contiguous parts, one per core, when there are many (detectors see one
+/// series at a time, so the parts' anomalies in order are one run's).
+/// Returns the request series and the anomalies.
+async fn analyse_in_parallel(
+    input: &AnalysisInput,
+    requests: Vec<RequestSeries>,
+    config: &AnalyzerConfig,
+) -> (Vec<RequestSeries>, Vec<Anomaly>) {
+    let whole = requests.is_empty();
+    let requests = if whole {
+        input.requests.clone()
+    } else {
+        requests
+    };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let parts = if whole || requests.len() < 64 {
+        1
+    } else {
+        cores.clamp(1, 4)
+    };
+    let size = requests.len().div_ceil(parts).max(1);
+    let mut chunks: Vec<Vec<RequestSeries>> = Vec::new();
+    let mut rest = requests.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(size).collect());
+    }
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, requests)| {
+            let part = AnalysisInput {
+                window: input.window,
+                topology: input.topology.clone(),
+                requests,
+                edges: Vec::new(),
+                // Resources and statements once, with the first part.
+                resources: if index == 0 {
+                    input.resources.clone()
+                } else {
+                    Vec::new()
+                },
+                statements: if index == 0 {
+                    input.statements.clone()
+                } else {
+                    Vec::new()
+                },
+                events: input.events.clone(),
+            };
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || {
+                let found = anomalies(&part, &config);
+                (part.requests, found)
+            })
+        })
+        .collect();
+    let mut requests = Vec::new();
+    let mut found = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok((part, anomalies)) => {
+                requests.extend(part);
+                found.extend(anomalies);
+            }
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("analysis task cancelled: {error}"),
+        }
+    }
+    (requests, found)
+}
+
+/// Measured minutes of `series` before `window`.
+fn history_points(series: &RequestSeries, window: TimeRange) -> usize {
+    let metrics = &series.metrics;
+    (0..metrics.len())
+        .filter(|&i| metrics.time_at(i) < window.start && metrics.requests[i].is_finite())
+        .count()
 }
 
 /// Callers of `server` that are anomalous themselves (or all callers when none is).

@@ -22,7 +22,8 @@ pub mod tools;
 
 pub use chat::{ask, ask_with_llm, Answer, AskOptions, Intent};
 pub use investigate::{
-    investigate, EvidenceItem, InvestigateOptions, Investigation, StatementEvidence, Suggestion,
+    investigate, investigate_cached, EvidenceItem, InvestigateOptions, Investigation,
+    InvestigationCache, StatementEvidence, Suggestion,
 };
 pub use labels::{EntityIndex, LabelMatch};
 pub use llm::{LlmClient, LlmConfig, LlmError};

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_detect;
 pub mod bench_patrol;
 pub mod bench_rca;
+pub mod chaos;
 pub mod db;
 pub mod demo;
 pub mod patrol;

@@ -132,6 +132,7 @@ pub fn patrols(
     let mut patrols = Patrols::new(source, state, playbooks, &config.notify)?;
     patrols.report_dir = Some(config.patrol.report_dir.clone());
     patrols.base_url = config.patrol.base_url.clone();
+    patrols.options.analyzer = config.analyzer.clone();
     let offset = vigil_playbooks::parse_utc_offset(&config.patrol.utc_offset).unwrap_or(0);
     patrols.render = RenderOptions {
         utc_offset_minutes: offset / 60,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_playbooks::Playbook;
 use vigil_scheduler::{JobSpec, Scheduler, SchedulerOptions, SystemClock};
 
-use crate::cli::patrol::{now, patrols, playbooks, telemetry};
+use crate::cli::patrol::{now, patrols, playbooks};
 use crate::config::Config;
 use crate::patrol::{PatrolJob, StoreHistory};
 use crate::wiring;
@@ -40,7 +40,7 @@ pub fn job_spec(playbook: &Playbook) -> JobSpec {
 pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     let all = playbooks(config)?;
     let state = wiring::open_embedded(&config.store.embedded).await?;
-    let source = telemetry(config, &state).await?;
+    let (source, ingest) = wiring::telemetry_and_ingest(config, &state).await?;
     let patrols = Arc::new(patrols(config, source, state.clone(), &all)?);
     let options = SchedulerOptions {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
@@ -108,6 +108,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         scheduler: Some(scheduler.handle()),
         notifier,
         clock: None,
+        ingest: Some(ingest),
     };
     let api = {
         let shutdown = shutdown.clone();
@@ -131,7 +132,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `docker stop` and systemd send).
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

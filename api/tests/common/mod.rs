@@ -114,6 +114,7 @@ pub async fn state(config: ApiConfig, now: Timestamp) -> Arc<AppState> {
         scheduler: None,
         notifier: None,
         clock: Some(Arc::new(move || now)),
+        ingest: None,
     };
     Arc::new(AppState::new(config, deps))
 }

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod delivery;
 pub mod entity;
 pub mod fault;
+pub mod ingest;
 pub mod record;
 pub mod report;
 pub mod signal;
@@ -25,6 +26,10 @@ pub use batch::{StatementStep, TelemetryBatch};
 pub use delivery::{DeliveryOutcome, DeliveryRecord};
 pub use entity::{Entity, EntityId, EntityKind, L7Protocol, Relation, RelationKind, Topology};
 pub use fault::{FaultKind, PlantedFault};
+pub use ingest::{
+    aggregate_records, AggregateOptions, IngestBatch, IngestReceipt, TelemetryIngest,
+    INGEST_PROTOCOL_VERSION,
+};
 pub use record::{Peer, RequestRecord};
 pub use report::{
     Coverage, CpuConsumer, FindingMark, FindingStatus, GraphLink, Language, LocalizedText,

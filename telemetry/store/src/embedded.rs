@@ -10,6 +10,7 @@
 //! async runtime never waits on disk. Read rules (resampling, merging) are
 //! documented on [`EmbeddedStore`]'s `TelemetrySource` implementation.
 
+mod agent;
 mod chunk;
 mod database;
 mod error;
@@ -25,10 +26,11 @@ use async_trait::async_trait;
 use rusqlite::params;
 use tokio::sync::mpsc;
 use vigil_model::{
-    CallEdge, DeliveryRecord, EdgeMetrics, EntityId, Event, FindingMark, Profile, RequestSample,
-    RequestSeries, ResourceMetric, ResourceSeries, SampleQuery, SeriesQuery, SourceError,
-    StatementQuery, StatementStats, StatementStep, StatementStepQuery, TelemetryBatch,
-    TelemetrySource, TimeRange, Timestamp, Topology,
+    aggregate_records, AggregateOptions, CallEdge, DeliveryRecord, EdgeMetrics, EntityId, Event,
+    FindingMark, IngestBatch, IngestReceipt, Profile, RequestSample, RequestSeries, ResourceMetric,
+    ResourceSeries, SampleQuery, SeriesQuery, SourceError, StatementQuery, StatementStats,
+    StatementStep, StatementStepQuery, TelemetryBatch, TelemetryIngest, TelemetrySource, TimeRange,
+    Timestamp, Topology,
 };
 
 use database::Database;
@@ -77,6 +79,9 @@ struct Shared {
     path: String,
     options: EmbeddedOptions,
     database: Mutex<Database>,
+    /// Serialises agent ingests: each re-aggregates whole minutes, so two at
+    /// once could write a minute from fewer requests than are stored.
+    ingest: tokio::sync::Mutex<()>,
 }
 
 /// The embedded store. Cheap to clone: clones share one connection.
@@ -126,6 +131,7 @@ impl EmbeddedStore {
                 path: database.path.clone(),
                 options,
                 database: Mutex::new(database),
+                ingest: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -190,6 +196,41 @@ impl EmbeddedStore {
             path: self.shared.path.clone(),
             detail: error.to_string(),
         })?
+    }
+
+    /// Stores what an agent sent: its raw requests are kept, and every minute
+    /// they touch is re-aggregated from all of that minute's requests and
+    /// written as a batch (see [`vigil_model::aggregate_records`]); profiles
+    /// and resource series are written as they are. Sending the same batch
+    /// again changes nothing.
+    ///
+    /// The raw rows are written first; if the aggregate write then fails, the
+    /// agent's retry stores nothing twice and writes the aggregates again.
+    pub async fn ingest_agent(&self, batch: &IngestBatch) -> Result<IngestReceipt, StoreError> {
+        let mut receipt = IngestReceipt {
+            protocol: vigil_model::INGEST_PROTOCOL_VERSION,
+            records: batch.records.len(),
+            profiles: batch.profiles.len(),
+            resources: batch.resources.len(),
+            minutes: 0,
+        };
+        if batch.is_empty() {
+            return Ok(receipt);
+        }
+        let _one_at_a_time = self.shared.ingest.lock().await;
+        let mut telemetry = TelemetryBatch::default();
+        if !batch.records.is_empty() {
+            let records = batch.records.clone();
+            let (all, minutes) = self
+                .run(move |database| database.store_agent_records(&records))
+                .await?;
+            receipt.minutes = minutes;
+            telemetry = aggregate_records(&all, &AggregateOptions::default());
+        }
+        telemetry.profiles = batch.profiles.clone();
+        telemetry.resources = batch.resources.clone();
+        self.write(&telemetry).await?;
+        Ok(receipt)
     }
 
     /// Deletes telemetry older than `retention_days` before `now`, and reports
@@ -393,6 +434,11 @@ impl Database {
                 cutoff,
             )?;
             stats.rows += execute("event", "DELETE FROM event WHERE time < ?1", cutoff)?;
+            stats.rows += execute(
+                "agent_request",
+                "DELETE FROM agent_request WHERE minute < ?1",
+                cutoff,
+            )?;
             stats.topology += execute(
                 "relation",
                 "DELETE FROM relation WHERE last_seen <= ?1",
@@ -468,6 +514,17 @@ impl Database {
 ///
 /// Windows are widened to whole steps (whole minutes for summaries); samples
 /// and events use the range as given.
+#[async_trait]
+impl TelemetryIngest for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ingest(&self, batch: &IngestBatch) -> Result<IngestReceipt, SourceError> {
+        Ok(self.ingest_agent(batch).await?)
+    }
+}
+
 #[async_trait]
 impl TelemetrySource for EmbeddedStore {
     fn backend(&self) -> &'static str {

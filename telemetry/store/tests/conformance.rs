@@ -262,6 +262,42 @@ async fn check_against_truth(source: &dyn TelemetrySource, estate: &Estate, exac
         during_steps > 2.0 * before_steps,
         "{backend}: {slowed:?} step p99 {before_steps:.2} ms before, {during_steps:.2} ms during"
     );
+    // Per-minute steps of one server are the estate's per-minute steps of that server.
+    let minutes = |server: Option<EntityId>| StatementStepQuery {
+        server,
+        protocol: None,
+        range: window,
+        step_secs: 60,
+    };
+    let key = |s: &vigil_model::StatementStep| {
+        (
+            s.time,
+            s.stats.shape.clone(),
+            s.stats.request_type.clone(),
+            s.stats.protocol,
+        )
+    };
+    let mut one = source
+        .statement_steps(&minutes(Some(database.clone())))
+        .await
+        .expect("minute statement steps");
+    let all = source
+        .statement_steps(&minutes(None))
+        .await
+        .expect("minute statement steps");
+    assert!(!one.is_empty(), "{backend}: no minute steps on {database}");
+    let mut filtered: Vec<_> = all
+        .into_iter()
+        .filter(|s| s.stats.server == database)
+        .collect();
+    one.sort_by_key(key);
+    filtered.sort_by_key(key);
+    assert!(
+        one == filtered,
+        "{backend}: minute steps of {database} differ from the estate's ({} against {})",
+        one.len(),
+        filtered.len()
+    );
 
     // Slow samples exist during the fault and honour the limit and threshold.
     let samples = source

@@ -554,3 +554,35 @@ fn merge(total: &mut Meter, meter: &Meter) {
     total.server_error = total.server_error.saturating_add(meter.server_error);
     total.timeout = total.timeout.saturating_add(meter.timeout);
 }
+
+/// `vigil serve` in front of ClickHouse: an agent's batch goes to Vigil's
+/// tables as if the agent had written them itself (raw requests, profiles,
+/// resources). ClickHouse aggregates at read time, so nothing is aggregated here.
+#[async_trait::async_trait]
+impl vigil_model::TelemetryIngest for ClickHouseStore {
+    fn backend(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn ingest(
+        &self,
+        batch: &vigil_model::IngestBatch,
+    ) -> Result<vigil_model::IngestReceipt, vigil_model::SourceError> {
+        if !batch.records.is_empty() {
+            self.write_agent_records(&batch.records).await?;
+        }
+        if !batch.profiles.is_empty() {
+            self.write_profiles(&batch.profiles).await?;
+        }
+        if !batch.resources.is_empty() {
+            self.write_resources(&batch.resources).await?;
+        }
+        Ok(vigil_model::IngestReceipt {
+            protocol: vigil_model::INGEST_PROTOCOL_VERSION,
+            records: batch.records.len(),
+            profiles: batch.profiles.len(),
+            resources: batch.resources.len(),
+            minutes: 0,
+        })
+    }
+}

@@ -538,16 +538,28 @@ impl Database {
             .collect();
 
         let table = "statement_minute";
+        // One server's shapes: seek each (minute, shape) of its shapes through
+        // the primary key instead of scanning every shape of the estate in
+        // the window (a day of 1,000 services is about a million rows).
+        let sql = if server_row.is_some() {
+            "WITH RECURSIVE minutes(minute) AS (
+                 SELECT ?1 WHERE ?1 < ?2
+                 UNION ALL SELECT minute + 60 FROM minutes WHERE minute + 60 < ?2)
+             SELECT m.minute, m.shape, m.count, m.errors, m.latency_mean_ms, m.latency_p99_ms,
+                    m.latency_max_ms
+             FROM minutes JOIN statement_minute m ON m.minute = minutes.minute
+             WHERE m.shape IN (SELECT id FROM statement_shape WHERE server = ?3)"
+        } else {
+            "SELECT minute, shape, count, errors, latency_mean_ms, latency_p99_ms, latency_max_ms
+             FROM statement_minute WHERE minute >= ?1 AND minute < ?2 AND ?3 IS NULL
+             ORDER BY minute"
+        };
         let mut select = self
             .connection
-            .prepare_cached(
-                "SELECT minute, shape, count, errors, latency_mean_ms, latency_p99_ms, latency_max_ms
-                 FROM statement_minute WHERE minute >= ?1 AND minute < ?2
-                 ORDER BY minute",
-            )
+            .prepare_cached(sql)
             .map_err(self.error(table))?;
         let mut rows = select
-            .query(params![window.start, window.end])
+            .query(params![window.start, window.end, server_row])
             .map_err(self.error(table))?;
         let mut ranked: Vec<(i64, usize, StatementStep)> = Vec::new();
         while let Some(row) = rows.next().map_err(self.error(table))? {

@@ -189,10 +189,22 @@ CREATE INDEX delivery_by_at ON delivery (at);
 CREATE INDEX delivery_by_message ON delivery (message_id);
 "#,
     },
+    Migration {
+        version: 3,
+        description: "raw agent requests, re-aggregated per minute on ingest",
+        sql: r#"
+-- One row per request as vigil-agent sent it (JSON); the key makes a resent batch a no-op.
+CREATE TABLE agent_request (
+    minute INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (minute, record)
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 /// The newest schema version this binary can create or migrate to.
-pub const LATEST_VERSION: i64 = 2;
+pub const LATEST_VERSION: i64 = 3;
 
 /// Brings the schema of `connection` (the file `path`) up to [`LATEST_VERSION`].
 pub(crate) fn migrate(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
