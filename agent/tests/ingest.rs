@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::io::Write;
+use common::{redis_commands, wait_until};
+
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,30 +97,6 @@ fn sink_config(address: SocketAddr) -> VigilExportConfig {
         timeout_secs: 2,
         // Small bodies, so one export spans several requests.
         max_records_per_request: 7,
-    }
-}
-
-fn redis_commands(port: u16, commands: &str) {
-    let mut child = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-cli");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(commands.as_bytes())
-        .expect("write");
-    assert!(child.wait().expect("wait").success());
-}
-
-async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
