@@ -177,15 +177,16 @@ async fn run_experiment(config: &Config, args: RunArgs) -> anyhow::Result<()> {
             work_dir: std::env::temp_dir().join(format!("vigil-chaos-{}", std::process::id())),
         },
     };
-    let report = vigil_chaos::run(
+    let outcome = vigil_chaos::run(
         &experiment,
         &observer,
         telemetry.as_ref(),
         &options,
         crate::cli::serve::wait_for_signal(),
     )
-    .await?;
+    .await;
     let _ = std::fs::remove_dir_all(&options.context.work_dir);
+    let report = outcome?;
     let files = write_report(&report, &args.out)?;
     print_summary(&report);
     for file in files {
