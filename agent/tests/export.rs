@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{redis_commands, wait_until};
+use common::{redis_commands, unique_letters, wait_until};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,20 +15,6 @@ use tokio::task::JoinHandle;
 use vigil_agent::export::{check_schema, Exporter, Spool};
 use vigil_model::{L7Protocol, SampleQuery, TelemetrySource, TimeRange, Timestamp};
 use vigil_store::clickhouse::{ClickHouseConfig, ClickHouseStore, RequestLog};
-
-/// A letters-only token (survives key-pattern grouping), unique per run.
-fn token() -> String {
-    let mut n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    let mut out = String::new();
-    for _ in 0..10 {
-        out.push(char::from(b'a' + (n % 26) as u8));
-        n /= 26;
-    }
-    out
-}
 
 fn config(url: &str, suffix: &str) -> ClickHouseConfig {
     ClickHouseConfig {
@@ -135,7 +121,7 @@ async fn captured_requests_survive_a_clickhouse_outage_and_are_read_back() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let tok = token();
+    let tok = unique_letters();
     let suffix = format!("agent_{tok}");
 
     // The reader the analyzer uses, straight to ClickHouse.

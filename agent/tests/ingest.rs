@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{redis_commands, wait_until};
+use common::{redis_commands, unique_letters, wait_until};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,20 +27,6 @@ use vigil_model::{
 use vigil_store::embedded::EmbeddedStore;
 
 const TOKEN: &str = "agent-ingest-token-0123456789";
-
-/// A letters-only token (survives key-pattern grouping), unique per run.
-fn unique() -> String {
-    let mut n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    let mut out = String::new();
-    for _ in 0..10 {
-        out.push(char::from(b'a' + (n % 26) as u8));
-        n /= 26;
-    }
-    out
-}
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -123,7 +109,7 @@ async fn executions(source: &dyn TelemetrySource, shape: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_requests_reach_vigil_serve_and_survive_its_outage() {
     let redis_port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
-    let tok = unique();
+    let tok = unique_letters();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(
         EmbeddedStore::open(&dir.path().join("vigil.db"), Default::default())

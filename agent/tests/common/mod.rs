@@ -131,3 +131,17 @@ pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A letters-only marker (survives key-pattern grouping), unique per run.
+pub fn unique_letters() -> String {
+    let mut n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let mut out = String::new();
+    for _ in 0..10 {
+        out.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+    }
+    out
+}
