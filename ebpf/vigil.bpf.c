@@ -1,8 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Vigil's kernel programs: server-side L7 capture from syscall tracepoints,
- * on-CPU stack sampling, and TCP health counters. CO-RE throughout: every
- * kernel struct is read with BPF_CORE_READ against vmlinux.h, so one object
- * runs on any BTF kernel. No kprobes or fentry (not available on our hosts). */
+/* Vigil's kernel programs: server-side L7 capture from the syscall-exit
+ * tracepoint, on-CPU stack sampling, and TCP health counters. CO-RE throughout:
+ * every kernel struct is read with BPF_CORE_READ (or through BTF pointers)
+ * against vmlinux.h, so one object runs on any BTF kernel. No kprobes or
+ * fentry (not available on our hosts).
+ *
+ * Why one program at syscall exit: any syscall tracepoint puts every syscall of
+ * the host on the traced path, and each program invoked costs the calling
+ * process. At exit the saved registers still hold the arguments (fd, buffer)
+ * and the return value says how much was read or written, so one invocation
+ * per syscall does the work of an enter/exit pair. Only processes serving a
+ * capture port (the `server_pids` map) go further than a map lookup. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -17,10 +25,42 @@
 #define S_IFSOCK 0140000
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* Syscall numbers and argument registers at syscall exit, per architecture.
+ * On arm64 the first argument's register holds the return value by then;
+ * the kernel keeps the original in orig_x0. */
+#if defined(__TARGET_ARCH_x86)
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
+#define SYSCALL_ARG1(regs) ((regs)->di)
+#define SYSCALL_ARG2(regs) ((regs)->si)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_READ 63
+#define NR_WRITE 64
+#define NR_READV 65
+#define NR_WRITEV 66
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#define SYSCALL_NR(regs) ((regs)->syscallno)
+#define SYSCALL_ARG1(regs) ((regs)->orig_x0)
+#define SYSCALL_ARG2(regs) ((regs)->regs[1])
+#else
+#error "vigil: define the syscall numbers of this architecture"
+#endif
 
 /* Settings, overridden by the loader before load. */
 const volatile __u32 self_pid = 0;          /* the agent itself: never traced */
-const volatile __u32 filter_pids = 0;       /* 1: only pids in target_pids */
+const volatile __u32 follow_servers = 1;    /* 1: add new listeners and their forks to server_pids */
 const volatile __u64 wakeup_bytes = 262144; /* wake userspace when this much is queued */
 
 /* Server ports to capture (host order) -> 1. */
@@ -31,13 +71,15 @@ struct {
 	__type(value, __u8);
 } server_ports SEC(".maps");
 
-/* Pids (tgid) to capture when filter_pids is set -> 1. */
+/* Processes (tgid) serving a capture port -> 1: the only ones whose reads and
+ * writes are looked at. Userspace fills it from a scan of listening sockets;
+ * the listen, fork and exit hooks below keep it current between scans. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, __u8);
-} target_pids SEC(".maps");
+} server_pids SEC(".maps");
 
 /* Pids to profile -> 1 (userspace keeps it in sync with the process regex). */
 struct {
@@ -59,24 +101,9 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* A read in flight: syscall arguments saved at sys_enter. */
-struct read_args {
-	__u64 sk;    /* the server socket, resolved at sys_enter */
-	__u64 buf;   /* buffer, iovec array or msghdr */
-	__u32 shape; /* SHAPE_* */
-	__u32 _pad;
-};
 #define SHAPE_BUF 0
 #define SHAPE_IOV 1
 #define SHAPE_MSG 2
-
-/* Per-task storage: cheaper than a hash keyed by tid on every read. */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct read_args);
-} active_reads SEC(".maps");
 
 /* A request read from a socket, waiting for the first response byte. */
 struct pending {
@@ -101,6 +128,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pending);
 } scratch SEC(".maps");
+
+/* Events are built here (hot in this CPU's cache) and copied into the ring
+ * buffer at their real length. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vigil_l7_event);
+} event_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -139,15 +175,6 @@ static __always_inline void stat_inc(__u32 index)
 	__u64 *value = bpf_map_lookup_elem(&stats, &index);
 	if (value)
 		*value += 1;
-}
-
-static __always_inline int pid_wanted(__u32 pid)
-{
-	if (pid == self_pid)
-		return 0;
-	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &pid))
-		return 0;
-	return 1;
 }
 
 /* The TCP socket behind fd in the current task, or NULL. */
@@ -195,26 +222,6 @@ static __always_inline int is_server_sock(struct sock *sk)
 
 /* ---------------------------------------------------------------- reads */
 
-static __always_inline int enter_read(__u64 fd, __u64 buf, __u32 shape)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!pid_wanted(id >> 32))
-		return 0;
-	/* Filter before touching any map: only reads on server sockets of the
-	 * configured ports are remembered, so other reads cost one fd walk. */
-	struct sock *sk = fd_to_sock(fd);
-	if (!sk || !is_server_sock(sk))
-		return 0;
-	struct read_args *args = bpf_task_storage_get(&active_reads, bpf_get_current_task_btf(), 0,
-						      BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!args)
-		return 0;
-	args->sk = (__u64)sk;
-	args->buf = buf;
-	args->shape = shape;
-	return 0;
-}
-
 /* The user buffer holding the data of a read or write, and its usable length. */
 static __always_inline __u64 data_buffer(__u64 buf, __u32 shape, __u64 *len)
 {
@@ -234,20 +241,15 @@ static __always_inline __u64 data_buffer(__u64 buf, __u32 shape, __u64 *len)
 	return (__u64)iov.iov_base;
 }
 
-static __always_inline int exit_read(long ret)
+/* A read of ret bytes into buf (of the given shape) has returned: park the
+ * request, or append to the one already parked on this socket. */
+static __always_inline int on_read(__u64 id, __u64 fd, __u64 buf, __u32 shape, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct read_args *args = bpf_task_storage_get(&active_reads, bpf_get_current_task_btf(), 0, 0);
-	if (!args || !args->sk)
+	struct sock *sk = fd_to_sock(fd);
+	if (!sk || !is_server_sock(sk))
 		return 0;
-	struct read_args saved = *args;
-	args->sk = 0;
-	if (ret <= 0)
-		return 0;
-	struct sock *sk = (struct sock *)saved.sk;
-
 	__u64 len = ret;
-	__u64 buf = data_buffer(saved.buf, saved.shape, &len);
+	buf = data_buffer(buf, shape, &len);
 	if (!buf)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -297,11 +299,10 @@ static __always_inline int exit_read(long ret)
 
 /* ---------------------------------------------------------------- writes */
 
+/* A write of count bytes from buf has returned: if its socket has a parked
+ * request, the pair is one event. */
 static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 count)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!pid_wanted(id >> 32))
-		return 0;
 	struct sock *sk = fd_to_sock(fd);
 	if (!sk)
 		return 0;
@@ -312,9 +313,9 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 	if (!is_server_sock(sk))
 		return 0;
 
-	struct vigil_l7_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u32 zero = 0;
+	struct vigil_l7_event *e = bpf_map_lookup_elem(&event_scratch, &zero);
 	if (!e) {
-		stat_inc(STAT_RB_FULL);
 		p->req_ts_ns = 0;
 		return 0;
 	}
@@ -324,18 +325,22 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 	e->kind = EV_L7;
 	e->pid = p->pid;
 	e->tid = p->tid;
-	e->req_len = p->req_len;
 	e->req_total = p->req_total;
-	__builtin_memcpy(e->req, p->req, sizeof(e->req));
+	__u32 req_len = p->req_len;
+	if (req_len > REQ_CAP * 2)
+		req_len = REQ_CAP * 2;
+	if (bpf_probe_read_kernel(e->data, req_len, p->req))
+		req_len = 0;
+	e->req_len = req_len;
 	p->req_ts_ns = 0; /* answered: the slot is free for the next request */
 
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->family = family;
 	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->remote_port = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
-	__builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
 	if (family == AF_INET) {
+		__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
+		__builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
 		__u32 local = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		__u32 remote = BPF_CORE_READ(sk, __sk_common.skc_daddr);
 		__builtin_memcpy(e->local_addr, &local, 4);
@@ -349,45 +354,107 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 	__u64 len = count;
 	__u64 data = data_buffer(buf, shape, &len);
 	e->resp_total = count;
-	e->resp_len = 0;
 	__u32 n = len > RESP_CAP ? RESP_CAP : len;
-	if (data && n > 0 && bpf_probe_read_user(e->resp, n & (RESP_CAP * 2 - 1) & 0xff, (void *)data) == 0)
-		e->resp_len = n;
-	/* The copy length mask above keeps the verifier happy; n <= RESP_CAP. */
+	__u32 off = req_len;
+	if (off > REQ_CAP * 2)
+		off = REQ_CAP * 2;
+	if (!data || bpf_probe_read_user(&e->data[off], n, (void *)data))
+		n = 0;
+	e->resp_len = n;
 
-	stat_inc(STAT_EVENTS);
+	__u64 size = L7_HEADER_SIZE + off + n;
+	if (size > sizeof(*e))
+		size = sizeof(*e);
 	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(e, queued >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	if (bpf_ringbuf_output(&events, e, size, queued >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)) {
+		stat_inc(STAT_RB_FULL);
+		return 0;
+	}
+	stat_inc(STAT_EVENTS);
 	return 0;
 }
 
-#define ARG(ctx, i) ((__u64)(ctx)->args[i])
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	if (ret <= 0)
+		return 0;
+	long nr = SYSCALL_NR(regs);
+	if (nr != NR_READ && nr != NR_WRITE && nr != NR_RECVFROM && nr != NR_SENDTO &&
+	    nr != NR_READV && nr != NR_WRITEV && nr != NR_RECVMSG && nr != NR_SENDMSG)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (!bpf_map_lookup_elem(&server_pids, &tgid) || tgid == self_pid)
+		return 0;
+	__u64 fd = SYSCALL_ARG1(regs);
+	__u64 buf = SYSCALL_ARG2(regs);
+	switch (nr) {
+	case NR_READ:
+	case NR_RECVFROM:
+		return on_read(id, fd, buf, SHAPE_BUF, ret);
+	case NR_READV:
+		return on_read(id, fd, buf, SHAPE_IOV, ret);
+	case NR_RECVMSG:
+		return on_read(id, fd, buf, SHAPE_MSG, ret);
+	case NR_WRITE:
+	case NR_SENDTO:
+		return on_write(fd, buf, SHAPE_BUF, ret);
+	case NR_WRITEV:
+		return on_write(fd, buf, SHAPE_IOV, ret);
+	default:
+		return on_write(fd, buf, SHAPE_MSG, ret);
+	}
+}
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read_tp(struct trace_event_raw_sys_enter *ctx) { return enter_read(ARG(ctx, 0), ARG(ctx, 1), SHAPE_BUF); }
-SEC("tracepoint/syscalls/sys_exit_read")
-int exit_read_tp(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx->ret); }
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom_tp(struct trace_event_raw_sys_enter *ctx) { return enter_read(ARG(ctx, 0), ARG(ctx, 1), SHAPE_BUF); }
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int exit_recvfrom_tp(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx->ret); }
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv_tp(struct trace_event_raw_sys_enter *ctx) { return enter_read(ARG(ctx, 0), ARG(ctx, 1), SHAPE_IOV); }
-SEC("tracepoint/syscalls/sys_exit_readv")
-int exit_readv_tp(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx->ret); }
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg_tp(struct trace_event_raw_sys_enter *ctx) { return enter_read(ARG(ctx, 0), ARG(ctx, 1), SHAPE_MSG); }
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int exit_recvmsg_tp(struct trace_event_raw_sys_exit *ctx) { return exit_read(ctx->ret); }
+/* ---------------------------------------------------------------- server processes */
 
-SEC("tracepoint/syscalls/sys_enter_write")
-int enter_write_tp(struct trace_event_raw_sys_enter *ctx) { return on_write(ARG(ctx, 0), ARG(ctx, 1), SHAPE_BUF, ARG(ctx, 2)); }
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int enter_sendto_tp(struct trace_event_raw_sys_enter *ctx) { return on_write(ARG(ctx, 0), ARG(ctx, 1), SHAPE_BUF, ARG(ctx, 2)); }
-SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev_tp(struct trace_event_raw_sys_enter *ctx) { return on_write(ARG(ctx, 0), ARG(ctx, 1), SHAPE_IOV, ~0ULL); }
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int enter_sendmsg_tp(struct trace_event_raw_sys_enter *ctx) { return on_write(ARG(ctx, 0), ARG(ctx, 1), SHAPE_MSG, ~0ULL); }
+/* A process starting to listen on a capture port serves it from now on:
+ * capture it without waiting for the next scan. listen() runs in the
+ * listening process, and its port was bound before. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int on_listen(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (!follow_servers || ctx->newstate != TCP_LISTEN || ctx->protocol != IPPROTO_TCP)
+		return 0;
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	if (!is_server_sock(sk))
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid == self_pid)
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&server_pids, &tgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* Workers forked by a server inherit its listening socket (prefork servers). */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (!follow_servers)
+		return 0;
+	__u32 parent_tgid = parent->tgid;
+	__u32 child_tgid = child->tgid;
+	if (child_tgid == parent_tgid || !bpf_map_lookup_elem(&server_pids, &parent_tgid))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&server_pids, &child_tgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* A server's pid may be reused by an unrelated process: forget it when its
+ * last thread exits (the leader may exit before the others; `live` counts the
+ * threads still running and is already decremented for this one). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task)
+{
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	__u32 tgid = task->tgid;
+	bpf_map_delete_elem(&server_pids, &tgid);
+	return 0;
+}
 
 /* ---------------------------------------------------------------- profiles */
 

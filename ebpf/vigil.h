@@ -4,7 +4,7 @@
 #ifndef VIGIL_H
 #define VIGIL_H
 
-#define VIGIL_WIRE_VERSION 1
+#define VIGIL_WIRE_VERSION 2
 
 /* Request bytes kept per request (first chunks of the request, appended). */
 #define REQ_CAP 256
@@ -21,7 +21,10 @@
 #define TCP_RECV_RESET 3
 #define TCP_CONNECT_FAIL 4
 
-/* One request paired with the first chunk of its response, server side. */
+/* One request paired with the first chunk of its response, server side.
+ * Records in the ring buffer are as long as their data: the header, then
+ * req_len request bytes, then resp_len response bytes (a Redis GET is ~150
+ * bytes, not the 744 of the largest record). */
 struct vigil_l7_event {
 	__u64 req_ts_ns;   /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the request was read */
 	__u64 resp_ts_ns;  /* when the first response byte was written */
@@ -40,9 +43,10 @@ struct vigil_l7_event {
 	__u8 local_addr[16];  /* IPv4 in the first 4 bytes */
 	__u8 remote_addr[16];
 	char comm[COMM_LEN];
-	__u8 req[REQ_CAP * 2]; /* only the first req_len bytes are meaningful */
-	__u8 resp[RESP_CAP];
+	__u8 data[REQ_CAP * 2 + RESP_CAP]; /* request bytes, then response bytes */
 };
+#define L7_HEADER_SIZE 104
+_Static_assert(__builtin_offsetof(struct vigil_l7_event, data) == L7_HEADER_SIZE, "l7_event header");
 _Static_assert(sizeof(struct vigil_l7_event) == 744, "l7_event layout");
 
 /* Key of the on-CPU sample counts. */

@@ -20,6 +20,7 @@ declare -A NEEDED=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
   [curl]=curl
+  [socat]=socat
   [clang]=clang
   [llvm-strip]=llvm
   [bpftool]=bpftool

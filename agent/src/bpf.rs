@@ -1,14 +1,14 @@
 //! Loads and attaches the kernel programs of `ebpf/vigil.bpf.c` with aya, and
 //! reads their maps: the L7 ring buffer, on-CPU samples and stacks, TCP counters.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use aya::programs::{PerfEvent, TracePoint};
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::error::AgentError;
 use crate::wire::{SampleKey, TcpKey, SAMPLE_KEY_SIZE, TCP_KEY_SIZE};
@@ -16,20 +16,13 @@ use crate::wire::{SampleKey, TcpKey, SAMPLE_KEY_SIZE, TCP_KEY_SIZE};
 /// The compiled, stripped kernel object (built by `build.rs`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil.bpf.o"));
 
-/// L7 capture programs: (program, tracepoint category, tracepoint name).
-const L7_PROGRAMS: &[(&str, &str)] = &[
-    ("enter_read_tp", "sys_enter_read"),
-    ("exit_read_tp", "sys_exit_read"),
-    ("enter_recvfrom_tp", "sys_enter_recvfrom"),
-    ("exit_recvfrom_tp", "sys_exit_recvfrom"),
-    ("enter_readv_tp", "sys_enter_readv"),
-    ("exit_readv_tp", "sys_exit_readv"),
-    ("enter_recvmsg_tp", "sys_enter_recvmsg"),
-    ("exit_recvmsg_tp", "sys_exit_recvmsg"),
-    ("enter_write_tp", "sys_enter_write"),
-    ("enter_sendto_tp", "sys_enter_sendto"),
-    ("enter_writev_tp", "sys_enter_writev"),
-    ("enter_sendmsg_tp", "sys_enter_sendmsg"),
+/// L7 capture programs on BTF tracepoints: (program, tracepoint). One program
+/// at syscall exit does the capture (see `ebpf/vigil.bpf.c` for why); the
+/// others keep the set of server processes current between scans.
+const L7_BTF_PROGRAMS: &[(&str, &str)] = &[
+    ("on_sys_exit", "sys_exit"),
+    ("on_fork", "sched_process_fork"),
+    ("on_exit", "sched_process_exit"),
 ];
 
 /// TCP health programs: (program, category, name).
@@ -47,8 +40,10 @@ pub struct ProbeOptions {
     pub l7: bool,
     /// Server ports to capture.
     pub server_ports: Vec<u16>,
-    /// When non-empty, capture only these pids.
-    pub pids: Vec<u32>,
+    /// When true, the kernel adds processes that start listening on a server
+    /// port, and their forks, to the captured set between scans. False when
+    /// the configuration names the pids to capture.
+    pub follow_servers: bool,
     /// Never capture the agent's own process (off only in tests that serve from it).
     pub exclude_self: bool,
     /// Ring-buffer fill in bytes at which the kernel wakes userspace.
@@ -64,7 +59,7 @@ impl Default for ProbeOptions {
         Self {
             l7: true,
             server_ports: Vec::new(),
-            pids: Vec::new(),
+            follow_servers: true,
             exclude_self: true,
             wakeup_bytes: 256 * 1024,
             profile_hz: None,
@@ -134,14 +129,11 @@ impl Probes {
         } else {
             u32::MAX
         };
-        let filter_pids: u32 = u32::from(!options.pids.is_empty());
+        let follow_servers: u32 = u32::from(options.follow_servers);
         let mut ebpf = EbpfLoader::new()
             .override_global("self_pid", &self_pid, true)
-            .override_global("filter_pids", &filter_pids, true)
+            .override_global("follow_servers", &follow_servers, true)
             .override_global("wakeup_bytes", &options.wakeup_bytes, true)
-            // `active_reads` is task storage, which aya 0.14 has no Rust type
-            // for; it is created all the same and only the kernel uses it.
-            .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
         {
@@ -156,21 +148,14 @@ impl Probes {
                     .map_err(|e| AgentError::Ebpf(format!("server_ports: {e}")))?;
             }
         }
-        {
-            let map = ebpf
-                .map_mut("target_pids")
-                .ok_or_else(|| AgentError::Ebpf("no map target_pids".into()))?;
-            let mut pids: BpfHashMap<_, u32, u8> =
-                BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
-            for pid in &options.pids {
-                pids.insert(pid, 1, 0)
-                    .map_err(|e| AgentError::Ebpf(format!("target_pids: {e}")))?;
-            }
-        }
         if options.l7 {
-            for (program, name) in L7_PROGRAMS {
-                attach_tracepoint(&mut ebpf, program, "syscalls", name)?;
+            let btf = Btf::from_sys_fs().map_err(|e| {
+                AgentError::Ebpf(format!("kernel BTF (/sys/kernel/btf/vmlinux): {e}"))
+            })?;
+            for (program, name) in L7_BTF_PROGRAMS {
+                attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
             }
+            attach_tracepoint(&mut ebpf, "on_listen", "sock", "inet_sock_set_state")?;
         }
         if options.tcp {
             for (program, category, name) in TCP_PROGRAMS {
@@ -178,11 +163,7 @@ impl Probes {
             }
         }
         if let Some(hz) = options.profile_hz {
-            let program: &mut PerfEvent = ebpf
-                .program_mut("on_cpu_sample")
-                .ok_or_else(|| AgentError::Ebpf("no program on_cpu_sample".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| AgentError::Ebpf(e.to_string()))?;
+            let program: &mut PerfEvent = program(&mut ebpf, "on_cpu_sample")?;
             program
                 .load()
                 .map_err(|e| ebpf_err("load on_cpu_sample")(e.to_string()))?;
@@ -232,6 +213,59 @@ impl Probes {
         Ok(())
     }
 
+    /// Makes `wanted` the set of captured server processes. With `prune_after`
+    /// set, only processes missing from this scan and from `prune_after` (the
+    /// scan before) are removed: one the kernel added after this scan read
+    /// /proc is kept until a scan has had the chance to see it.
+    pub fn set_server_pids(
+        &mut self,
+        wanted: &BTreeSet<u32>,
+        prune_after: Option<&BTreeSet<u32>>,
+    ) -> Result<(), AgentError> {
+        self.sync_pids("server_pids", wanted, |pid| {
+            prune_after.is_some_and(|before| before.contains(&pid))
+        })
+    }
+
+    /// Makes the pid set map `name` hold `wanted`, keeping present pids
+    /// for which `keep` says so.
+    fn sync_pids<'a>(
+        &mut self,
+        name: &str,
+        wanted: impl IntoIterator<Item = &'a u32> + Copy,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<(), AgentError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| AgentError::Ebpf(format!("no map {name}")))?;
+        let mut pids: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+        let present: Vec<u32> = pids.keys().filter_map(Result::ok).collect();
+        let wanted_set: HashSet<u32> = wanted.into_iter().copied().collect();
+        for pid in &present {
+            if !wanted_set.contains(pid) && !keep(*pid) {
+                let _ = pids.remove(pid);
+            }
+        }
+        for pid in wanted {
+            if !present.contains(pid) {
+                pids.insert(pid, 1, 0)
+                    .map_err(|e| AgentError::Ebpf(format!("{name}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The captured server processes, as the kernel holds them now.
+    pub fn server_pids(&self) -> BTreeSet<u32> {
+        self.ebpf
+            .map("server_pids")
+            .and_then(|map| BpfHashMap::<_, u32, u8>::try_from(map).ok())
+            .map(|pids| pids.keys().filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    }
+
     /// Hands every queued ring-buffer record to `f`; returns how many.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let Some(ring) = self.ring.as_mut() else {
@@ -268,25 +302,7 @@ impl Probes {
 
     /// Replaces the set of profiled pids.
     pub fn set_profile_pids(&mut self, wanted: &HashSet<u32>) -> Result<(), AgentError> {
-        let map = self
-            .ebpf
-            .map_mut("profile_pids")
-            .ok_or_else(|| AgentError::Ebpf("no map profile_pids".into()))?;
-        let mut pids: BpfHashMap<_, u32, u8> =
-            BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
-        let present: Vec<u32> = pids.keys().filter_map(Result::ok).collect();
-        for pid in &present {
-            if !wanted.contains(pid) {
-                let _ = pids.remove(pid);
-            }
-        }
-        for pid in wanted {
-            if !present.contains(pid) {
-                pids.insert(pid, 1, 0)
-                    .map_err(|e| AgentError::Ebpf(format!("profile_pids: {e}")))?;
-            }
-        }
-        Ok(())
+        self.sync_pids("profile_pids", wanted, |_| false)
     }
 
     /// Takes (reads and clears) the sample counts, with each stack's
@@ -362,17 +378,38 @@ impl Probes {
     }
 }
 
+/// The program `name` of the object, as its kind `P`.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, AgentError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| AgentError::Ebpf(format!("no program {name}")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| AgentError::Ebpf(format!("{name}: {e}")))
+}
+
+fn attach_btf_tracepoint(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    program: &str,
+    name: &str,
+) -> Result<(), AgentError> {
+    let tp: &mut BtfTracePoint = self::program(ebpf, program)?;
+    tp.load(name, btf)
+        .map_err(|e| AgentError::Ebpf(format!("load {program}: {e}")))?;
+    tp.attach()
+        .map_err(|e| AgentError::Ebpf(format!("attach {program} to tp_btf/{name}: {e}")))?;
+    Ok(())
+}
+
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
     program: &str,
     category: &str,
     name: &str,
 ) -> Result<(), AgentError> {
-    let tp: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or_else(|| AgentError::Ebpf(format!("no program {program}")))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| AgentError::Ebpf(e.to_string()))?;
+    let tp: &mut TracePoint = self::program(ebpf, program)?;
     tp.load()
         .map_err(|e| AgentError::Ebpf(format!("load {program}: {e}")))?;
     tp.attach(category, name)

@@ -1,13 +1,17 @@
 //! The L7 capture loop: a thread that drains the ring buffer every
 //! `drain_interval`, turns events into records and queues them for export in a
-//! bounded channel, counting what it drops. Pausing (circuit breaker, limits)
-//! empties the kernel's port filter, so paused collection costs next to nothing.
+//! bounded channel, counting what it drops. Every `server_scan` it rescans which
+//! processes serve the capture ports (the kernel captures only those). Pausing
+//! (circuit breaker, limits) empties the kernel's port and process filters, so
+//! paused collection costs next to nothing.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vigil_model::RequestRecord;
 
@@ -16,6 +20,7 @@ use crate::collector::Collector;
 use crate::container::Identities;
 use crate::error::AgentError;
 use crate::l7::ParseOptions;
+use crate::listeners::listening_pids;
 use crate::wire::L7Event;
 
 /// Counters of the capture loop, shared with whoever watches it.
@@ -33,6 +38,11 @@ pub struct CaptureCounters {
     pub ring_full: AtomicU64,
     /// 1 while the kernel's port filter is emptied (collection paused), else 0.
     pub paused_in_kernel: AtomicU64,
+    /// Processes the kernel captures (serving a capture port), after the last scan.
+    pub server_processes: AtomicU64,
+    /// CPU nanoseconds the loop spent draining and parsing events (its cost
+    /// per request is this over `events`).
+    pub drain_cpu_ns: AtomicU64,
 }
 
 /// A running capture loop.
@@ -56,6 +66,43 @@ pub struct CaptureSettings {
     pub queue_batches: usize,
     /// How often to drain.
     pub drain_interval: Duration,
+    /// When non-empty, capture only these pids (those serving a capture port);
+    /// the kernel then follows no new listeners or forks.
+    pub pids: Vec<u32>,
+    /// How often to rescan for processes serving the capture ports.
+    pub server_scan: Duration,
+    /// Where /proc is (the host's, with the host PID namespace).
+    pub proc_root: PathBuf,
+}
+
+impl CaptureSettings {
+    /// Settings for `server_ports` with everything else at its default.
+    pub fn for_ports(server_ports: &[u16]) -> Self {
+        Self {
+            probes: ProbeOptions {
+                server_ports: server_ports.to_vec(),
+                ..ProbeOptions::default()
+            },
+            parse: ParseOptions::default(),
+            queue_batches: 4096,
+            drain_interval: Duration::from_millis(100),
+            pids: Vec::new(),
+            server_scan: Duration::from_secs(10),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+
+    /// The processes serving `ports` now, as far as this capture may see them.
+    fn scan_servers(&self, ports: &[u16]) -> Result<BTreeSet<u32>, AgentError> {
+        let mut pids = listening_pids(&self.proc_root, ports)?;
+        if !self.pids.is_empty() {
+            pids.retain(|pid| self.pids.contains(pid));
+        }
+        if self.probes.exclude_self {
+            pids.remove(&std::process::id());
+        }
+        Ok(pids)
+    }
 }
 
 impl Capture {
@@ -65,11 +112,25 @@ impl Capture {
         settings: CaptureSettings,
         identities: Identities,
     ) -> Result<(Self, Receiver<Vec<RequestRecord>>), AgentError> {
-        let probes = Probes::load(&settings.probes)?;
+        let mut probes_options = settings.probes.clone();
+        probes_options.follow_servers = settings.pids.is_empty();
+        let mut probes = Probes::load(&probes_options)?;
+        // The first scan before returning: requests to servers already
+        // running are captured from the start.
+        let servers = settings.scan_servers(&settings.probes.server_ports)?;
+        probes.set_server_pids(&servers, None)?;
+        tracing::info!(
+            ports = ?settings.probes.server_ports,
+            processes = ?servers,
+            "capturing the processes that serve these ports"
+        );
         let (sender, receiver) = mpsc::sync_channel(settings.queue_batches.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CaptureCounters::default());
+        counters
+            .server_processes
+            .store(servers.len() as u64, Ordering::Relaxed);
         let collector = Collector::new(settings.parse.clone(), identities);
         let thread = {
             let (stop, paused, counters) = (stop.clone(), paused.clone(), counters.clone());
@@ -77,7 +138,7 @@ impl Capture {
                 .name("vigil-capture".into())
                 .spawn(move || {
                     run(
-                        probes, collector, sender, &settings, &stop, &paused, &counters,
+                        probes, collector, sender, &settings, servers, &stop, &paused, &counters,
                     )
                 })
                 .map_err(|e| AgentError::Ebpf(format!("spawn capture thread: {e}")))?
@@ -116,17 +177,22 @@ impl Drop for Capture {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // reason: the loop's whole state, passed once from `start`
 fn run(
     mut probes: Probes,
     mut collector: Collector,
     sender: SyncSender<Vec<RequestRecord>>,
     settings: &CaptureSettings,
+    mut last_scan: BTreeSet<u32>,
     stop: &AtomicBool,
     paused: &AtomicBool,
     counters: &CaptureCounters,
 ) {
     let mut kernel_paused = false;
     let mut drains: u64 = 0;
+    // Sized like the last batch, so a steady stream does not regrow it.
+    let mut batch_capacity = 0;
+    let mut scanned_at = Instant::now();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let want_pause = paused.load(Ordering::Relaxed);
@@ -140,17 +206,44 @@ fn run(
                 tracing::warn!(error = %e, "cannot change the kernel port filter");
             }
             kernel_paused = want_pause;
+            // Paused: no process is looked at. Resumed: scan now.
+            let servers = if want_pause {
+                Ok(BTreeSet::new())
+            } else {
+                settings.scan_servers(ports)
+            };
+            rescan(&mut probes, servers, None, &mut last_scan, counters);
+            scanned_at = Instant::now();
             counters
                 .paused_in_kernel
                 .store(u64::from(want_pause), Ordering::SeqCst);
             tracing::info!(paused = want_pause, "capture paused state changed");
         }
-        let mut batch = Vec::new();
+        if !kernel_paused && scanned_at.elapsed() >= settings.server_scan {
+            let servers = settings.scan_servers(&settings.probes.server_ports);
+            let before = last_scan.clone();
+            rescan(
+                &mut probes,
+                servers,
+                Some(&before),
+                &mut last_scan,
+                counters,
+            );
+            scanned_at = Instant::now();
+        }
+        let mut batch = Vec::with_capacity(batch_capacity);
+        let drain_started = crate::sys::thread_cpu_ns();
+        collector.forget_names();
         let events = probes.drain(|raw| {
             if let Some(event) = L7Event::parse(raw) {
-                batch.extend(collector.records(&event));
+                collector.records_into(&event, &mut batch);
             }
         });
+        batch_capacity = batch.len() + batch.len() / 4;
+        counters.drain_cpu_ns.fetch_add(
+            crate::sys::thread_cpu_ns().saturating_sub(drain_started),
+            Ordering::Relaxed,
+        );
         counters.events.fetch_add(events as u64, Ordering::Relaxed);
         counters
             .unparsed
@@ -178,4 +271,28 @@ fn run(
         }
         std::thread::sleep(settings.drain_interval);
     }
+}
+
+/// Applies a scan of server processes to the kernel's filter.
+fn rescan(
+    probes: &mut Probes,
+    servers: Result<BTreeSet<u32>, AgentError>,
+    prune_after: Option<&BTreeSet<u32>>,
+    last_scan: &mut BTreeSet<u32>,
+    counters: &CaptureCounters,
+) {
+    let servers = match servers {
+        Ok(servers) => servers,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot scan for processes serving the capture ports");
+            return;
+        }
+    };
+    if let Err(e) = probes.set_server_pids(&servers, prune_after) {
+        tracing::warn!(error = %e, "cannot update the kernel's server processes");
+    }
+    counters
+        .server_processes
+        .store(probes.server_pids().len() as u64, Ordering::Relaxed);
+    *last_scan = servers;
 }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vigil_model::{Peer, RequestRecord};
 
 use crate::container::Identities;
-use crate::l7::{ParseOptions, Parser};
+use crate::l7::{ParseOptions, Parsed, Parser};
 use crate::wire::L7Event;
 
 /// Turns L7 events into request records.
@@ -18,6 +18,12 @@ pub struct Collector {
     offset_us: i64,
     /// Events whose payload no parser recognised.
     pub unparsed: u64,
+    /// The parser's output for the event at hand, reused across events.
+    parsed: Vec<Parsed>,
+    /// The last server process named: consecutive events mostly come from
+    /// one, and naming it takes a lock and a map lookup. Cleared by
+    /// [`Collector::forget_names`], so container names stay fresh.
+    last_server: Option<Peer>,
 }
 
 /// Wall-clock µs minus CLOCK_MONOTONIC µs, now.
@@ -38,7 +44,42 @@ impl Collector {
             identities,
             offset_us: clock_offset_us(),
             unparsed: 0,
+            parsed: Vec::new(),
+            last_server: None,
         }
+    }
+
+    /// Names processes afresh from the next event on (call once per drain:
+    /// container names arrive from Docker in the background).
+    pub fn forget_names(&mut self) {
+        self.last_server = None;
+    }
+
+    /// The server side of `event`, named by process and container.
+    fn server(&mut self, event: &L7Event) -> Peer {
+        if let Some(last) = &self.last_server {
+            if last.pid == event.pid
+                && last.port == event.local.1
+                && last.ip == event.local.0
+                && last.process_name == event.comm
+            {
+                return last.clone();
+            }
+        }
+        let container = self.identities.container(event.pid);
+        let server = Peer {
+            ip: event.local.0,
+            port: event.local.1,
+            pid: event.pid,
+            process_name: event.comm.to_string(),
+            service: container
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            instance: container.map(|c| c.id).unwrap_or_default(),
+        };
+        self.last_server = Some(server.clone());
+        server
     }
 
     /// Re-reads the wall-clock offset (after NTP steps).
@@ -46,33 +87,27 @@ impl Collector {
         self.offset_us = clock_offset_us();
     }
 
-    /// The records of one event (several for a Redis pipeline, none when unparsed).
-    pub fn records(&mut self, event: &L7Event) -> Vec<RequestRecord> {
-        let parsed = self.parser.parse(
+    /// Appends the records of one event to `out` (several for a Redis
+    /// pipeline, none when unparsed).
+    pub fn records_into(&mut self, event: &L7Event, out: &mut Vec<RequestRecord>) {
+        let mut parsed = std::mem::take(&mut self.parsed);
+        parsed.clear();
+        self.parser.parse_into(
             (event.pid, event.remote.0, event.remote.1),
-            &event.req,
-            &event.resp,
+            event.req,
+            event.resp,
+            &mut parsed,
         );
         if parsed.is_empty() {
             self.unparsed += 1;
-            return Vec::new();
+            self.parsed = parsed;
+            return;
         }
         let start_us =
             u64::try_from(i64::try_from(event.req_ts_ns / 1_000).unwrap_or(0) + self.offset_us)
                 .unwrap_or(0);
         let duration_us = event.resp_ts_ns.saturating_sub(event.req_ts_ns) / 1_000;
-        let container = self.identities.container(event.pid);
-        let server = Peer {
-            ip: event.local.0,
-            port: event.local.1,
-            pid: event.pid,
-            process_name: event.comm.clone(),
-            service: container
-                .as_ref()
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-            instance: container.map(|c| c.id).unwrap_or_default(),
-        };
+        let server = self.server(event);
         let client = Peer {
             ip: event.remote.0,
             port: event.remote.1,
@@ -81,9 +116,19 @@ impl Collector {
             service: String::new(),
             instance: String::new(),
         };
-        parsed
-            .into_iter()
-            .map(|p| RequestRecord {
+        // Every record but the last gets copies of the peers; the last takes them.
+        let (mut client, mut server) = (Some(client), Some(server));
+        let last = parsed.len() - 1;
+        for (i, p) in parsed.drain(..).enumerate() {
+            let (client, server) = if i == last {
+                (client.take(), server.take())
+            } else {
+                (client.clone(), server.clone())
+            };
+            let (Some(client), Some(server)) = (client, server) else {
+                break;
+            };
+            out.push(RequestRecord {
                 start_us,
                 duration_us,
                 protocol: p.protocol,
@@ -92,10 +137,11 @@ impl Collector {
                 endpoint: p.endpoint,
                 status: p.status,
                 code: p.code,
-                client: client.clone(),
-                server: server.clone(),
+                client,
+                server,
                 trace_id: p.trace_id,
-            })
-            .collect()
+            });
+        }
+        self.parsed = parsed;
     }
 }

@@ -40,8 +40,13 @@ pub struct CaptureConfig {
     pub enabled: bool,
     /// Server ports whose requests are captured (server side: the local port).
     pub server_ports: Vec<u16>,
-    /// When non-empty, only these pids are captured.
+    /// When non-empty, only these pids are captured (if they serve a capture
+    /// port). Empty: every process serving a capture port, found by a scan of
+    /// listening sockets and followed as it forks.
     pub pids: Vec<u32>,
+    /// Seconds between scans for processes listening on the capture ports
+    /// (listen() and fork() are followed in the kernel between scans).
+    pub server_scan_secs: u64,
     /// Enabled L7 protocols: `http`, `mysql`, `redis`.
     pub protocols: Vec<String>,
     /// Protocols whose payloads are obfuscated (SQL literals → `?`, Redis values dropped).
@@ -60,6 +65,7 @@ impl Default for CaptureConfig {
             enabled: true,
             server_ports: vec![80, 3306, 6379, 8080],
             pids: Vec::new(),
+            server_scan_secs: 10,
             protocols: vec!["http".into(), "mysql".into(), "redis".into()],
             obfuscate_protocols: vec!["mysql".into(), "redis".into()],
             http_path_segments: 2,
@@ -398,6 +404,9 @@ impl AgentConfig {
             if vigil.max_records_per_request == 0 {
                 return problem("export.vigil.max_records_per_request", "must be at least 1");
             }
+        }
+        if self.capture.server_scan_secs == 0 {
+            return problem("capture.server_scan_secs", "must be at least 1");
         }
         if self.export.batch_size == 0 {
             return problem("export.batch_size", "must be at least 1");

@@ -218,7 +218,6 @@ impl Identities {
 
     /// The container of `pid` (id, and details when the daemon named it).
     pub fn container(&self, pid: u32) -> Option<ContainerInfo> {
-        let path = self.cgroup_path(pid);
         let mut cache = self.inner.lock().ok()?;
         if cache.by_pid.len() > 100_000 {
             cache.by_pid.clear();
@@ -227,7 +226,7 @@ impl Identities {
             .by_pid
             .entry(pid)
             .or_insert_with(|| {
-                std::fs::read_to_string(&path)
+                std::fs::read_to_string(self.cgroup_path(pid))
                     .ok()
                     .and_then(|t| container_id_from_cgroup(&t))
             })

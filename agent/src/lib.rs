@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod l7;
 pub mod limits;
+pub mod listeners;
 pub mod profile;
 pub mod resources;
 mod sys;

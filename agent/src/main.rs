@@ -2,6 +2,7 @@
 //! validates a config file, `bench` measures the capture's overhead with
 //! redis-benchmark.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use vigil_agent::export::{check_schema, Exporter, Sink, Spool, VigilSink};
 use vigil_agent::limits::{parse_load15, CircuitBreaker, PauseReasons, SelfLimits};
 use vigil_agent::profile::Profiler;
 use vigil_agent::resources::{
-    clock_ticks, host_ip, read_usage, tcp_series, usage_series, ProcSampler,
+    children_cpu_us, clock_ticks, host_ip, read_usage, tcp_series, usage_series, ProcSampler,
 };
 use vigil_agent::AgentError;
 use vigil_model::{Profile, ResourceSeries, TimeRange, Timestamp};
@@ -232,13 +233,15 @@ async fn run(config: AgentConfig) -> Result<()> {
             CaptureSettings {
                 probes: ProbeOptions {
                     server_ports: config.capture.server_ports.clone(),
-                    pids: config.capture.pids.clone(),
                     wakeup_bytes: config.capture.wakeup_bytes,
                     ..ProbeOptions::default()
                 },
                 parse: config.capture.parse_options(),
                 queue_batches: (config.limits.queue_size / 256).max(16),
                 drain_interval: Duration::from_millis(config.capture.drain_interval_ms),
+                pids: config.capture.pids.clone(),
+                server_scan: Duration::from_secs(config.capture.server_scan_secs),
+                proc_root: PathBuf::from("/proc"),
             },
             identities.clone(),
         )?;
@@ -522,33 +525,59 @@ impl Workload {
     }
 }
 
+/// CPU spent per request by the server processes and by the load generator in one run.
+#[derive(Clone, Copy, Debug, Default)]
+struct RunCost {
+    /// Requests per second.
+    throughput: f64,
+    /// Server CPU (all listening processes), µs per request.
+    server_us: f64,
+    /// Load generator CPU, µs per request.
+    client_us: f64,
+}
+
+/// Runs the workload once, measuring the CPU that the servers on its port
+/// and the load generator spend per request. CPU per request is steadier
+/// than throughput on a shared machine, and it says on which side a cost lands.
+fn measured_run(workload: &Workload, servers: &BTreeSet<u32>) -> Result<RunCost> {
+    let proc_root = std::path::Path::new("/proc");
+    let server_ticks = || -> u64 {
+        servers
+            .iter()
+            .filter_map(|pid| read_usage(proc_root, *pid))
+            .map(|u| u.cpu_ticks)
+            .sum()
+    };
+    let (server_before, client_before) = (server_ticks(), children_cpu_us());
+    let throughput = workload.run()?;
+    let (server_after, client_after) = (server_ticks(), children_cpu_us());
+    let requests = workload.requests().max(1) as f64;
+    Ok(RunCost {
+        throughput,
+        server_us: (server_after - server_before) as f64 * 1e6 / clock_ticks() as f64 / requests,
+        client_us: (client_after - client_before) as f64 / requests,
+    })
+}
+
 fn bench(workload: &Workload, runs: usize) -> Result<()> {
-    let run_benchmark = || workload.run();
-    let redis_port = workload.port();
+    let port = workload.port();
     let me = std::process::id();
     let root = std::path::Path::new("/proc");
-    let (mut without, mut with) = (Vec::new(), Vec::new());
+    // Found once, outside the measured runs: a scan costs the agent CPU too.
+    let servers = vigil_agent::listeners::listening_pids(root, &[port])?;
+    let (mut without, mut with) = (Vec::<RunCost>::new(), Vec::<RunCost>::new());
+    let mut drain_ns_per_event = Vec::new();
     let (mut cpu_fraction, mut max_rss, mut lost, mut captured, mut sent) =
         (Vec::new(), 0u64, 0u64, 0u64, 0u64);
     for round in 0..runs {
-        without.push(run_benchmark()?);
-        let (capture, receiver) = Capture::start(
-            CaptureSettings {
-                probes: ProbeOptions {
-                    server_ports: vec![redis_port],
-                    ..ProbeOptions::default()
-                },
-                parse: Default::default(),
-                queue_batches: 4096,
-                drain_interval: Duration::from_millis(100),
-            },
-            Identities::default(),
-        )?;
+        without.push(measured_run(workload, &servers)?);
+        let (capture, receiver) =
+            Capture::start(CaptureSettings::for_ports(&[port]), Identities::default())?;
         let consumer =
             std::thread::spawn(move || receiver.iter().map(|b| b.len() as u64).sum::<u64>());
         let before = read_usage(root, me).unwrap_or_default();
         let started = std::time::Instant::now();
-        with.push(run_benchmark()?);
+        with.push(measured_run(workload, &servers)?);
         let elapsed = started.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_millis(300));
         let after = read_usage(root, me).unwrap_or_default();
@@ -560,21 +589,41 @@ fn bench(workload: &Workload, runs: usize) -> Result<()> {
         cpu_fraction
             .push((after.cpu_ticks - before.cpu_ticks) as f64 / clock_ticks() as f64 / elapsed);
         max_rss = max_rss.max(after.rss_bytes);
+        drain_ns_per_event.push(
+            counters.drain_cpu_ns.load(Ordering::Relaxed) as f64
+                / counters.events.load(Ordering::Relaxed).max(1) as f64,
+        );
         lost += counters.ring_full.load(Ordering::Relaxed)
             + counters.queue_drops.load(Ordering::Relaxed);
         captured += records;
         sent += workload.requests();
+        let (a, b) = (without[round], with[round]);
         eprintln!(
-            "round {}: without {:.0} req/s, with {:.0} req/s, agent CPU {:.1}% of a core, {} of {} requests captured",
+            "round {}: without {:.0} req/s (server {:.2} µs, client {:.2} µs per request), with {:.0} req/s (server {:.2} µs, client {:.2} µs), agent CPU {:.1}% of a core, {} of {} requests captured",
             round + 1,
-            without[round],
-            with[round],
+            a.throughput, a.server_us, a.client_us,
+            b.throughput, b.server_us, b.client_us,
             cpu_fraction[round] * 100.0,
             records,
             workload.requests()
         );
     }
-    let (base, attached) = (median(&mut without), median(&mut with));
+    let median_of = |runs: &[RunCost], field: fn(&RunCost) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(field).collect();
+        median(&mut values)
+    };
+    let (base, attached) = (
+        median_of(&without, |r| r.throughput),
+        median_of(&with, |r| r.throughput),
+    );
+    let (server_base, server_attached) = (
+        median_of(&without, |r| r.server_us),
+        median_of(&with, |r| r.server_us),
+    );
+    let (client_base, client_attached) = (
+        median_of(&without, |r| r.client_us),
+        median_of(&with, |r| r.client_us),
+    );
     println!(
         "{}, {runs} alternating runs per mode (medians)",
         workload.describe()
@@ -583,8 +632,20 @@ fn bench(workload: &Workload, runs: usize) -> Result<()> {
     println!("with agent:    {attached:.0} req/s");
     println!("ratio:         {:.3}", attached / base);
     println!(
+        "server CPU:    {server_base:.2} µs/request without, {server_attached:.2} with (ratio {:.3})",
+        server_base / server_attached.max(1e-9)
+    );
+    println!(
+        "client CPU:    {client_base:.2} µs/request without, {client_attached:.2} with (ratio {:.3})",
+        client_base / client_attached.max(1e-9)
+    );
+    println!(
         "agent CPU:     {:.1}% of a core (median over attached runs)",
         median(&mut cpu_fraction) * 100.0
+    );
+    println!(
+        "agent drain:   {:.0} ns of CPU per event to read and parse (median)",
+        median(&mut drain_ns_per_event)
     );
     println!("agent RSS:     {:.1} MiB (max)", max_rss as f64 / 1048576.0);
     println!("captured:      {captured} of {sent} requests; kernel/queue drops: {lost}");

@@ -31,6 +31,11 @@ pub fn clock_ticks() -> u64 {
     crate::sys::clock_ticks()
 }
 
+/// CPU time (user + system) of this process's waited-for children, µs.
+pub fn children_cpu_us() -> u64 {
+    crate::sys::children_cpu_us()
+}
+
 /// CPU ticks (user + system) and resident bytes of one process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcUsage {

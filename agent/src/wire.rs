@@ -1,12 +1,15 @@
 //! The kernel ↔ userspace records of `ebpf/vigil.h`, parsed without `unsafe`
 //! (fixed offsets, little-endian). Sizes are asserted against the C header's.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `VIGIL_WIRE_VERSION` in `ebpf/vigil.h`.
-pub const WIRE_VERSION: u32 = 1;
-/// `sizeof(struct vigil_l7_event)`.
+pub const WIRE_VERSION: u32 = 2;
+/// `sizeof(struct vigil_l7_event)`: the longest record.
 pub const L7_EVENT_SIZE: usize = 744;
+/// `L7_HEADER_SIZE`: where a record's request bytes start.
+pub const L7_HEADER_SIZE: usize = 104;
 /// `REQ_CAP`: request bytes the kernel keeps.
 pub const REQ_CAP: usize = 256;
 /// `RESP_CAP`: response bytes the kernel keeps.
@@ -18,9 +21,10 @@ pub const TCP_KEY_SIZE: usize = 24;
 
 const AF_INET: u16 = 2;
 
-/// One request with the first chunk of its response, as the kernel paired them.
+/// One request with the first chunk of its response, as the kernel paired
+/// them. Borrows the ring-buffer record: nothing is copied to read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct L7Event {
+pub struct L7Event<'a> {
     /// CLOCK_MONOTONIC ns when the request was read.
     pub req_ts_ns: u64,
     /// CLOCK_MONOTONIC ns when the response started.
@@ -40,11 +44,11 @@ pub struct L7Event {
     /// Size of the first response write.
     pub resp_total: u32,
     /// Server `comm`.
-    pub comm: String,
+    pub comm: Cow<'a, str>,
     /// The first request bytes.
-    pub req: Vec<u8>,
+    pub req: &'a [u8],
     /// The first response bytes.
-    pub resp: Vec<u8>,
+    pub resp: &'a [u8],
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -73,20 +77,29 @@ fn addr(family: u16, raw: &[u8]) -> IpAddr {
     }
 }
 
-fn comm(raw: &[u8]) -> String {
+fn comm(raw: &[u8]) -> Cow<'_, str> {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+    String::from_utf8_lossy(&raw[..end])
 }
 
-impl L7Event {
-    /// Parses one ring-buffer record; `None` when it is not an L7 event of this layout.
-    pub fn parse(b: &[u8]) -> Option<Self> {
-        if b.len() < L7_EVENT_SIZE || u32_at(b, 24) != 1 {
+impl<'a> L7Event<'a> {
+    /// Parses one ring-buffer record; `None` when it is not an L7 event of
+    /// this layout or is shorter than its header says.
+    pub fn parse(b: &'a [u8]) -> Option<Self> {
+        if b.len() < L7_HEADER_SIZE || u32_at(b, 24) != 1 {
             return None;
         }
         let family = u16_at(b, 36);
-        let req_len = usize::from(u16_at(b, 42)).min(REQ_CAP * 2);
-        let resp_len = usize::from(u16_at(b, 44)).min(RESP_CAP);
+        let req_len = usize::from(u16_at(b, 42));
+        let resp_len = usize::from(u16_at(b, 44));
+        if req_len > REQ_CAP * 2 || resp_len > RESP_CAP {
+            return None;
+        }
+        let req_end = L7_HEADER_SIZE + req_len;
+        let resp_end = req_end + resp_len;
+        if b.len() < resp_end {
+            return None;
+        }
         Some(Self {
             req_ts_ns: u64_at(b, 0),
             resp_ts_ns: u64_at(b, 8),
@@ -98,8 +111,8 @@ impl L7Event {
             req_total: u32_at(b, 48),
             resp_total: u32_at(b, 52),
             comm: comm(&b[88..104]),
-            req: b[104..104 + req_len].to_vec(),
-            resp: b[104 + REQ_CAP * 2..104 + REQ_CAP * 2 + resp_len].to_vec(),
+            req: &b[L7_HEADER_SIZE..req_end],
+            resp: &b[req_end..resp_end],
         })
     }
 }
@@ -124,7 +137,7 @@ impl SampleKey {
             pid: u32_at(b, 0),
             user_stack: i32_at(b, 4),
             kernel_stack: i32_at(b, 8),
-            comm: comm(&b[12..28]),
+            comm: comm(&b[12..28]).into_owned(),
         }
     }
 }
@@ -183,11 +196,13 @@ mod tests {
         assert!(header.contains(&format!("#define VIGIL_WIRE_VERSION {WIRE_VERSION}")));
         assert!(header.contains(&format!("#define REQ_CAP {REQ_CAP}")));
         assert!(header.contains(&format!("#define RESP_CAP {RESP_CAP}")));
+        assert!(header.contains(&format!("#define L7_HEADER_SIZE {L7_HEADER_SIZE}")));
     }
 
     #[test]
     fn parses_an_ipv4_event() {
-        let mut b = vec![0u8; L7_EVENT_SIZE];
+        // A record as long as its data: header, 3 request bytes, 2 response bytes.
+        let mut b = vec![0u8; L7_HEADER_SIZE + 5];
         b[0..8].copy_from_slice(&100u64.to_le_bytes());
         b[8..16].copy_from_slice(&300u64.to_le_bytes());
         b[24..28].copy_from_slice(&1u32.to_le_bytes());
@@ -200,8 +215,7 @@ mod tests {
         b[56..60].copy_from_slice(&[127, 0, 0, 1]);
         b[72..76].copy_from_slice(&[10, 0, 0, 2]);
         b[88..93].copy_from_slice(b"redis");
-        b[104..107].copy_from_slice(b"abc");
-        b[104 + 512..104 + 514].copy_from_slice(b"+O");
+        b[104..109].copy_from_slice(b"abc+O");
         let e = L7Event::parse(&b).expect("event");
         assert_eq!(e.pid, 42);
         assert_eq!(e.local, ("127.0.0.1".parse().expect("ip"), 6379));
@@ -210,5 +224,7 @@ mod tests {
         assert_eq!(e.req, b"abc");
         assert_eq!(e.resp, b"+O");
         assert_eq!(e.resp_ts_ns - e.req_ts_ns, 200);
+        // A record cut short of the lengths its header claims is refused.
+        assert_eq!(L7Event::parse(&b[..L7_HEADER_SIZE + 4]), None);
     }
 }

@@ -134,11 +134,20 @@ fn paused_capture_records_nothing_and_resumes() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
+    let server_processes = || {
+        capture
+            .counters
+            .server_processes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(server_processes(), 1, "the scan finds the one redis-server");
     capture.set_paused(true);
     wait_state(1);
+    assert_eq!(server_processes(), 0, "paused: no process is looked at");
     redis(&["GET", "paused_probe"]);
     capture.set_paused(false);
     wait_state(0);
+    assert_eq!(server_processes(), 1, "resumed: the scan runs again");
     redis(&["GET", "resumed_probe"]);
     records.wait_for(Duration::from_secs(10), |r| {
         r.resource == "GET resumed_probe"
@@ -151,5 +160,51 @@ fn paused_capture_records_nothing_and_resumes() {
             .all(|r| r.resource != "GET paused_probe"),
         "a request was captured while paused"
     );
+    capture.stop();
+}
+
+/// Only processes serving a capture port are traced. A fork-per-connection
+/// server (socat) that starts after the capture is captured all the same,
+/// long before the next scan: the kernel follows its listen() and the fork
+/// that serves each connection.
+#[test]
+fn a_forking_server_started_after_the_capture_is_captured() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (capture, mut records) = common::capture(&[port], true);
+    // socat reads its own escapes in SYSTEM:, so the response comes from a file.
+    let response = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        response.path(),
+        "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write response");
+    let reply = format!("read line; cat {}", response.path().display());
+    let _server = common::Killed(
+        Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+            .arg(format!("SYSTEM:{reply}"))
+            .spawn()
+            .expect("socat (apt-get install socat)"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "socat never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/forked/child"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201", "{out:?}");
+    let record = records.wait_for(Duration::from_secs(5), |r| {
+        r.protocol == L7Protocol::Http && r.resource == "/forked/child"
+    });
+    assert_eq!(record.code, Some(201));
+    assert_eq!(record.server.process_name, "socat");
+    assert_eq!(record.server.port, port);
     capture.stop();
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use vigil_agent::bpf::{ProbeOptions, Probes};
@@ -11,15 +11,6 @@ use vigil_agent::container::Identities;
 use vigil_agent::resources::{tcp_series, usage_series, ProcSampler};
 use vigil_agent::wire::TcpTrouble;
 use vigil_model::{ResourceMetric, Timestamp};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn failed_connections_are_counted_per_peer() {
@@ -56,7 +47,7 @@ fn failed_connections_are_counted_per_peer() {
 #[test]
 fn process_cpu_and_memory_from_proc() {
     // A real busy process is found and measured.
-    let child = Killed(
+    let child = common::Killed(
         Command::new("sh")
             .args(["-c", "while :; do :; done"])
             .spawn()

@@ -48,10 +48,10 @@ pub fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Option<Parsed> 
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let name = name.trim().to_ascii_lowercase();
-        if name == "x-request-id" {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("x-request-id") {
             trace_id = value.trim().to_owned();
-        } else if name == "traceparent" && trace_id.is_empty() {
+        } else if name.eq_ignore_ascii_case("traceparent") && trace_id.is_empty() {
             trace_id = value
                 .trim()
                 .split('-')

@@ -72,22 +72,24 @@ impl Parser {
         }
     }
 
-    /// Parses one pair seen on connection `conn`, detecting the protocol from
-    /// the bytes. A Redis pipeline yields one entry per command; an unknown
-    /// protocol (or a disabled one) none.
-    pub fn parse(&mut self, conn: mysql::ConnKey, req: &[u8], resp: &[u8]) -> Vec<Parsed> {
+    /// Parses one pair seen on connection `conn` into `out`, detecting the
+    /// protocol from the bytes. A Redis pipeline yields one entry per command;
+    /// an unknown protocol (or a disabled one) none. `out` is the caller's, so
+    /// a loop over many events reuses one buffer.
+    pub fn parse_into(
+        &mut self,
+        conn: mysql::ConnKey,
+        req: &[u8],
+        resp: &[u8],
+        out: &mut Vec<Parsed>,
+    ) {
         let options = &self.options;
         if options.http && http::looks_like(req) {
-            return http::parse(req, resp, options).into_iter().collect();
+            out.extend(http::parse(req, resp, options));
+        } else if options.redis && redis::looks_like(req) {
+            redis::parse_into(req, resp, options, out);
+        } else if options.mysql && mysql::looks_like(req) {
+            out.extend(mysql::parse(req, resp, options, conn, &mut self.statements));
         }
-        if options.redis && redis::looks_like(req) {
-            return redis::parse(req, resp, options);
-        }
-        if options.mysql && mysql::looks_like(req) {
-            return mysql::parse(req, resp, options, conn, &mut self.statements)
-                .into_iter()
-                .collect();
-        }
-        Vec::new()
     }
 }

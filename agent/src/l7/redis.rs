@@ -57,25 +57,51 @@ const KEYLESS: &[&str] = &[
 
 fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(at..)?;
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    Some((&rest[..end], at + end + 2))
+    let mut from = 0;
+    loop {
+        let cr = from + rest.get(from..)?.iter().position(|b| *b == b'\r')?;
+        if rest.get(cr + 1) == Some(&b'\n') {
+            return Some((&rest[..cr], at + cr + 2));
+        }
+        from = cr + 1;
+    }
 }
 
 fn number(s: &[u8]) -> Option<i64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-/// One command: its arguments as far as they are in the buffer (the last may be cut).
-fn command(buf: &[u8], at: usize) -> Option<(Vec<Vec<u8>>, usize, bool)> {
+/// The first two arguments of one command (its name and, usually, its key),
+/// as far as they are in the buffer (the last may be cut), borrowed from it.
+struct Command<'a> {
+    name: &'a [u8],
+    key: Option<&'a [u8]>,
+    /// Where the next command starts.
+    next: usize,
+    /// Whether the whole command was in the buffer.
+    complete: bool,
+}
+
+fn finished(args: [Option<&[u8]>; 2], next: usize, complete: bool) -> Option<Command<'_>> {
+    Some(Command {
+        name: args[0]?,
+        key: args[1],
+        next,
+        complete,
+    })
+}
+
+fn command(buf: &[u8], at: usize) -> Option<Command<'_>> {
     let (head, mut pos) = line(buf, at)?;
     if head.first() != Some(&b'*') {
         return None;
     }
     let count = number(&head[1..])?;
-    let mut args = Vec::new();
+    let mut args: [Option<&[u8]>; 2] = [None, None];
+    let mut seen = 0;
     for _ in 0..count.clamp(0, 4096) {
         let Some((len_line, data)) = line(buf, pos) else {
-            return Some((args, buf.len(), false));
+            return finished(args, buf.len(), false);
         };
         if len_line.first() != Some(&b'$') {
             return None;
@@ -83,17 +109,18 @@ fn command(buf: &[u8], at: usize) -> Option<(Vec<Vec<u8>>, usize, bool)> {
         let len = usize::try_from(number(&len_line[1..])?).ok()?;
         let end = data + len;
         if end + 2 > buf.len() {
-            if args.len() < 2 {
-                args.push(buf[data.min(buf.len())..end.min(buf.len())].to_vec());
+            if seen < 2 {
+                args[seen] = Some(&buf[data.min(buf.len())..end.min(buf.len())]);
             }
-            return Some((args, buf.len(), false));
+            return finished(args, buf.len(), false);
         }
-        if args.len() < 2 {
-            args.push(buf[data..end].to_vec());
+        if seen < 2 {
+            args[seen] = Some(&buf[data..end]);
+            seen += 1;
         }
         pos = end + 2;
     }
-    Some((args, pos, true))
+    finished(args, pos, true)
 }
 
 /// Skips one reply starting at `at`; its status and where the next begins.
@@ -152,55 +179,72 @@ fn reply(buf: &[u8], at: usize) -> Option<(ResponseStatus, usize)> {
     }
 }
 
-/// `user:123:profile` → `user:*:profile`: numeric and id-like segments become `*`.
-pub fn key_pattern(key: &[u8]) -> String {
-    let text = String::from_utf8_lossy(key);
-    let mut out = String::new();
-    let mut segment = String::new();
-    let flush = |segment: &mut String, out: &mut String| {
-        let idlike = !segment.is_empty()
-            && (segment.chars().all(|c| c.is_ascii_digit())
+/// `user:123:profile` → `user:*:profile`: numeric and id-like segments become
+/// `*`. Appended to `out`.
+pub fn push_key_pattern(key: &[u8], out: &mut String) {
+    fn id_like(segment: &[u8]) -> bool {
+        !segment.is_empty()
+            && (segment.iter().all(u8::is_ascii_digit)
                 || (segment.len() >= 8
-                    && segment.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-                    && segment.chars().any(|c| c.is_ascii_digit())));
-        out.push_str(if idlike { "*" } else { segment });
-        segment.clear();
+                    && segment.iter().all(u8::is_ascii_hexdigit)
+                    && segment.iter().any(u8::is_ascii_digit)))
+    }
+    let is_separator = |c: u8| {
+        matches!(
+            c,
+            b':' | b'.' | b'/' | b'_' | b'-' | b'{' | b'}' | b'|' | b'#'
+        )
     };
-    for c in text.chars() {
-        if matches!(c, ':' | '.' | '/' | '_' | '-' | '{' | '}' | '|' | '#') {
-            flush(&mut segment, &mut out);
-            out.push(c);
+    // One UTF-8 check for the whole key (borrowed when valid). Separators are
+    // ASCII, so cutting there never splits a character.
+    let key = String::from_utf8_lossy(key);
+    let push = |segment: &str, out: &mut String| {
+        out.push_str(if id_like(segment.as_bytes()) {
+            "*"
         } else {
-            segment.push(c);
+            segment
+        });
+    };
+    let mut start = 0;
+    for (i, c) in key.bytes().enumerate() {
+        if is_separator(c) {
+            push(&key[start..i], out);
+            out.push(char::from(c));
+            start = i + 1;
         }
     }
-    flush(&mut segment, &mut out);
-    out
+    push(&key[start..], out);
 }
 
-/// Every command in `req`, paired with the replies found in `resp`.
-pub fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Vec<Parsed> {
-    let mut out = Vec::new();
+/// Every command in `req`, paired with the replies found in `resp`, appended to `out`.
+pub fn parse_into(req: &[u8], resp: &[u8], options: &ParseOptions, out: &mut Vec<Parsed>) {
+    let first = out.len();
     let mut pos = 0;
     let mut reply_pos = Some(0);
     while pos < req.len() {
-        let Some((args, next, complete)) = command(req, pos) else {
+        let Some(Command {
+            name,
+            key,
+            next,
+            complete,
+        }) = command(req, pos)
+        else {
             break;
         };
-        let Some(name) = args.first() else {
-            break;
-        };
-        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-        let key = args
-            .get(1)
-            .filter(|_| !KEYLESS.contains(&name.as_str()))
-            .map(|key| {
-                if options.obfuscate {
-                    key_pattern(key)
-                } else {
-                    String::from_utf8_lossy(key).into_owned()
-                }
-            });
+        let mut name = String::from_utf8_lossy(name).into_owned();
+        name.make_ascii_uppercase();
+        let key = key.filter(|_| !KEYLESS.contains(&name.as_str()));
+        // `NAME key-pattern`, built in place.
+        let mut resource = String::with_capacity(name.len() + 1 + key.map_or(0, <[u8]>::len));
+        resource.push_str(&name);
+        if let Some(key) = key {
+            resource.push(' ');
+            if options.obfuscate {
+                push_key_pattern(key, &mut resource);
+            } else {
+                resource.push_str(&String::from_utf8_lossy(key));
+            }
+        }
         let (status, after) = match reply_pos.and_then(|at| reply(resp, at)) {
             Some((status, after)) => (status, Some(after)),
             None => (ResponseStatus::Ok, None),
@@ -209,23 +253,28 @@ pub fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Vec<Parsed> {
         out.push(Parsed {
             protocol: L7Protocol::Redis,
             request_type: name.clone(),
-            resource: key.map_or_else(|| name.clone(), |key| format!("{name} {key}")),
+            resource,
             endpoint: name,
             status,
             code: None,
             trace_id: String::new(),
         });
-        if !complete || out.len() >= 256 {
+        if !complete || out.len() - first >= 256 {
             break;
         }
         pos = next;
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Vec<Parsed> {
+        let mut out = Vec::new();
+        parse_into(req, resp, options, &mut out);
+        out
+    }
 
     fn resp(args: &[&str]) -> Vec<u8> {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();

@@ -4,11 +4,19 @@
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use vigil_agent::bpf::ProbeOptions;
 use vigil_agent::capture::{Capture, CaptureSettings};
 use vigil_agent::container::Identities;
-use vigil_agent::l7::ParseOptions;
 use vigil_model::RequestRecord;
+
+/// A child process killed (and reaped) when the test ends, passed or not.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Fails (never skips) unless running as root: CI runs these as root.
 pub fn require_root() {
@@ -36,21 +44,12 @@ pub fn env(name: &str) -> String {
 /// Starts capture of `ports`.
 pub fn capture(ports: &[u16], exclude_self: bool) -> (Capture, Records) {
     require_root();
-    Capture::start(
-        CaptureSettings {
-            probes: ProbeOptions {
-                server_ports: ports.to_vec(),
-                exclude_self,
-                ..ProbeOptions::default()
-            },
-            parse: ParseOptions::default(),
-            queue_batches: 1024,
-            drain_interval: Duration::from_millis(50),
-        },
-        Identities::default(),
-    )
-    .map(|(capture, receiver)| (capture, Records::new(receiver)))
-    .expect("eBPF programs load and attach")
+    let mut settings = CaptureSettings::for_ports(ports);
+    settings.probes.exclude_self = exclude_self;
+    settings.drain_interval = Duration::from_millis(50);
+    Capture::start(settings, Identities::default())
+        .map(|(capture, receiver)| (capture, Records::new(receiver)))
+        .expect("eBPF programs load and attach")
 }
 
 /// Captured records, with those not yet matched kept for later waits.
