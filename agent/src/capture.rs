@@ -212,7 +212,7 @@ fn run(
             } else {
                 settings.scan_servers(ports)
             };
-            rescan(&mut probes, servers, None, &mut last_scan, counters);
+            rescan(&mut probes, servers, false, &mut last_scan, counters);
             scanned_at = Instant::now();
             counters
                 .paused_in_kernel
@@ -221,14 +221,7 @@ fn run(
         }
         if !kernel_paused && scanned_at.elapsed() >= settings.server_scan {
             let servers = settings.scan_servers(&settings.probes.server_ports);
-            let before = last_scan.clone();
-            rescan(
-                &mut probes,
-                servers,
-                Some(&before),
-                &mut last_scan,
-                counters,
-            );
+            rescan(&mut probes, servers, true, &mut last_scan, counters);
             scanned_at = Instant::now();
         }
         let mut batch = Vec::with_capacity(batch_capacity);
@@ -273,11 +266,13 @@ fn run(
     }
 }
 
-/// Applies a scan of server processes to the kernel's filter.
+/// Applies a scan of server processes to the kernel's filter. With `gentle`,
+/// a process the kernel holds stays until it is missing from two scans in a
+/// row (`last_scan` and this one); otherwise the filter becomes the scan.
 fn rescan(
     probes: &mut Probes,
     servers: Result<BTreeSet<u32>, AgentError>,
-    prune_after: Option<&BTreeSet<u32>>,
+    gentle: bool,
     last_scan: &mut BTreeSet<u32>,
     counters: &CaptureCounters,
 ) {
@@ -288,7 +283,7 @@ fn rescan(
             return;
         }
     };
-    if let Err(e) = probes.set_server_pids(&servers, prune_after) {
+    if let Err(e) = probes.set_server_pids(&servers, gentle.then_some(&*last_scan)) {
         tracing::warn!(error = %e, "cannot update the kernel's server processes");
     }
     counters

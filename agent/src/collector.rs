@@ -117,15 +117,14 @@ impl Collector {
             instance: String::new(),
         };
         // Every record but the last gets copies of the peers; the last takes them.
-        let (mut client, mut server) = (Some(client), Some(server));
+        let mut peers = Some((client, server));
         let last = parsed.len() - 1;
         for (i, p) in parsed.drain(..).enumerate() {
-            let (client, server) = if i == last {
-                (client.take(), server.take())
+            let Some((client, server)) = (if i == last {
+                peers.take()
             } else {
-                (client.clone(), server.clone())
-            };
-            let (Some(client), Some(server)) = (client, server) else {
+                peers.clone()
+            }) else {
                 break;
             };
             out.push(RequestRecord {

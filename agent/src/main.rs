@@ -554,8 +554,11 @@ fn measured_run(workload: &Workload, servers: &BTreeSet<u32>) -> Result<RunCost>
     let requests = workload.requests().max(1) as f64;
     Ok(RunCost {
         throughput,
-        server_us: (server_after - server_before) as f64 * 1e6 / clock_ticks() as f64 / requests,
-        client_us: (client_after - client_before) as f64 / requests,
+        // Saturating: a server that exits mid-run takes its ticks with it.
+        server_us: server_after.saturating_sub(server_before) as f64 * 1e6
+            / clock_ticks() as f64
+            / requests,
+        client_us: client_after.saturating_sub(client_before) as f64 / requests,
     })
 }
 
