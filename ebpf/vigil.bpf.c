@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Vigil's kernel programs: server-side L7 capture from the syscall-exit
- * tracepoint, on-CPU stack sampling, and TCP health counters. CO-RE throughout:
- * every kernel struct is read with BPF_CORE_READ (or through BTF pointers)
- * against vmlinux.h, so one object runs on any BTF kernel. No kprobes or
- * fentry (not available on our hosts).
+/* Vigil's kernel programs: server-side L7 capture, on-CPU stack sampling, and
+ * TCP health counters. CO-RE throughout: every kernel struct is read with
+ * BPF_CORE_READ (or through BTF pointers) against vmlinux.h, so one object runs
+ * on any BTF kernel. No kprobes or fentry (not available on our hosts).
  *
- * Why one program at syscall exit: any syscall tracepoint puts every syscall of
- * the host on the traced path, and each program invoked costs the calling
- * process. At exit the saved registers still hold the arguments (fd, buffer)
- * and the return value says how much was read or written, so one invocation
- * per syscall does the work of an enter/exit pair. Only processes serving a
- * capture port (the `server_pids` map) go further than a map lookup. */
+ * L7 capture has two triggers; the agent loads one:
+ * - sock_recv_length / sock_send_length (kernel 6.5+): fire only for socket
+ *   I/O, in the calling task, and hand over the socket, so nothing else on the
+ *   host pays and no fd has to be resolved. The buffer comes from the syscall's
+ *   saved registers.
+ * - sys_exit (older kernels): one program at syscall exit, where the saved
+ *   registers still hold fd and buffer and the return value the length. Every
+ *   syscall of the host then takes the traced path (~0.1 µs each here), so
+ *   only processes serving a capture port (`server_pids`) go further than a
+ *   map lookup. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -26,6 +29,7 @@
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
+#define MSG_PEEK 2
 
 /* Syscall numbers and argument registers at syscall exit, per architecture.
  * On arm64 the first argument's register holds the return value by then;
@@ -39,6 +43,8 @@
 #define NR_RECVFROM 45
 #define NR_SENDMSG 46
 #define NR_RECVMSG 47
+#define NR_RECVMMSG 299
+#define NR_SENDMMSG 307
 #define SYSCALL_NR(regs) ((regs)->orig_ax)
 #define SYSCALL_ARG1(regs) ((regs)->di)
 #define SYSCALL_ARG2(regs) ((regs)->si)
@@ -51,6 +57,8 @@
 #define NR_RECVFROM 207
 #define NR_SENDMSG 211
 #define NR_RECVMSG 212
+#define NR_RECVMMSG 243
+#define NR_SENDMMSG 269
 #define SYSCALL_NR(regs) ((regs)->syscallno)
 #define SYSCALL_ARG1(regs) ((regs)->orig_x0)
 #define SYSCALL_ARG2(regs) ((regs)->regs[1])
@@ -63,11 +71,13 @@ const volatile __u32 self_pid = 0;          /* the agent itself: never traced */
 const volatile __u32 follow_servers = 1;    /* 1: add new listeners and their forks to server_pids */
 const volatile __u64 wakeup_bytes = 262144; /* wake userspace when this much is queued */
 
-/* Server ports to capture (host order) -> 1. */
+/* Server ports to capture, indexed by port (host order): 1 = capture. An
+ * array, not a hash: the socket triggers check it on every socket operation
+ * of the host, and an array lookup is inlined to a bounds check and a load. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u16);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
 	__type(value, __u8);
 } server_ports SEC(".maps");
 
@@ -214,10 +224,21 @@ static __always_inline struct sock *fd_to_sock(__u64 fd)
 	return sk;
 }
 
+static __always_inline int is_capture_port(__u32 port)
+{
+	__u8 *capture = bpf_map_lookup_elem(&server_ports, &port);
+	return capture && *capture;
+}
+
 static __always_inline int is_server_sock(struct sock *sk)
 {
-	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	return bpf_map_lookup_elem(&server_ports, &port) != NULL;
+	return is_capture_port(BPF_CORE_READ(sk, __sk_common.skc_num));
+}
+
+/* Whether the calling process is one whose requests are captured. */
+static __always_inline int is_captured_process(__u32 tgid)
+{
+	return tgid != self_pid && bpf_map_lookup_elem(&server_pids, &tgid) != NULL;
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -241,13 +262,11 @@ static __always_inline __u64 data_buffer(__u64 buf, __u32 shape, __u64 *len)
 	return (__u64)iov.iov_base;
 }
 
-/* A read of ret bytes into buf (of the given shape) has returned: park the
- * request, or append to the one already parked on this socket. */
-static __always_inline int on_read(__u64 id, __u64 fd, __u64 buf, __u32 shape, long ret)
+/* A read of ret bytes into buf (of the given shape) from server socket sk
+ * has returned: park the request, or append to the one already parked on this
+ * socket. */
+static __always_inline int on_read(__u64 id, struct sock *sk, __u64 buf, __u32 shape, long ret)
 {
-	struct sock *sk = fd_to_sock(fd);
-	if (!sk || !is_server_sock(sk))
-		return 0;
 	__u64 len = ret;
 	buf = data_buffer(buf, shape, &len);
 	if (!buf)
@@ -299,18 +318,27 @@ static __always_inline int on_read(__u64 id, __u64 fd, __u64 buf, __u32 shape, l
 
 /* ---------------------------------------------------------------- writes */
 
-/* A write of count bytes from buf has returned: if its socket has a parked
- * request, the pair is one event. */
-static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 count)
+/* Wakes the consumer only when this record takes the queue across a multiple
+ * of wakeup_bytes, never per record: a wake-up is an irq_work, a self-IPI,
+ * which in a VM is a VM exit of microseconds charged to the traced server.
+ * Waking on every record while the queue stays above the mark (the consumer
+ * drains on a timer) cost the Redis server ~3 µs per request. A crossing
+ * missed by racing CPUs is caught by the next multiple or the timed drain. */
+static __always_inline __u64 wakeup_flag(__u64 size)
 {
-	struct sock *sk = fd_to_sock(fd);
-	if (!sk)
-		return 0;
+	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 mark = wakeup_bytes ? wakeup_bytes : 1;
+	return queued / mark != (queued + size) / mark ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* A write of count bytes from buf (of the given shape; no buffer: buf 0) to
+ * server socket sk has returned: if the socket has a parked request, the pair
+ * is one event. */
+static __always_inline int on_write(struct sock *sk, __u64 buf, __u32 shape, __u64 count)
+{
 	__u64 key = (__u64)sk;
 	struct pending *p = bpf_map_lookup_elem(&pendings, &key);
 	if (!p || p->req_ts_ns == 0)
-		return 0;
-	if (!is_server_sock(sk))
 		return 0;
 
 	__u32 zero = 0;
@@ -352,7 +380,7 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 	process_comm(e->comm, sizeof(e->comm));
 
 	__u64 len = count;
-	__u64 data = data_buffer(buf, shape, &len);
+	__u64 data = buf ? data_buffer(buf, shape, &len) : 0;
 	e->resp_total = count;
 	__u32 n = len > RESP_CAP ? RESP_CAP : len;
 	__u32 off = req_len;
@@ -365,8 +393,7 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 	__u64 size = L7_HEADER_SIZE + off + n;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	if (bpf_ringbuf_output(&events, e, size, queued >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)) {
+	if (bpf_ringbuf_output(&events, e, size, wakeup_flag(size))) {
 		stat_inc(STAT_RB_FULL);
 		return 0;
 	}
@@ -374,37 +401,117 @@ static __always_inline int on_write(__u64 fd, __u64 buf, __u32 shape, __u64 coun
 	return 0;
 }
 
+/* The shape of the buffer argument of syscall nr; -1 when nr moves no
+ * socket data through a user buffer we can read. */
+static __always_inline int buffer_shape(long nr, int *is_read)
+{
+	switch (nr) {
+	case NR_READ:
+	case NR_RECVFROM:
+		*is_read = 1;
+		return SHAPE_BUF;
+	case NR_READV:
+		*is_read = 1;
+		return SHAPE_IOV;
+	case NR_RECVMSG:
+	case NR_RECVMMSG: /* struct mmsghdr starts with the first message's msghdr */
+		*is_read = 1;
+		return SHAPE_MSG;
+	case NR_WRITE:
+	case NR_SENDTO:
+		*is_read = 0;
+		return SHAPE_BUF;
+	case NR_WRITEV:
+		*is_read = 0;
+		return SHAPE_IOV;
+	case NR_SENDMSG:
+	case NR_SENDMMSG:
+		*is_read = 0;
+		return SHAPE_MSG;
+	default:
+		return -1;
+	}
+}
+
+/* Older kernels: every syscall exit. */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
 	if (ret <= 0)
 		return 0;
-	long nr = SYSCALL_NR(regs);
-	if (nr != NR_READ && nr != NR_WRITE && nr != NR_RECVFROM && nr != NR_SENDTO &&
-	    nr != NR_READV && nr != NR_WRITEV && nr != NR_RECVMSG && nr != NR_SENDMSG)
+	int is_read = 0;
+	int shape = buffer_shape(SYSCALL_NR(regs), &is_read);
+	if (shape < 0)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	if (!bpf_map_lookup_elem(&server_pids, &tgid) || tgid == self_pid)
+	if (!is_captured_process(id >> 32))
 		return 0;
-	__u64 fd = SYSCALL_ARG1(regs);
-	__u64 buf = SYSCALL_ARG2(regs);
-	switch (nr) {
-	case NR_READ:
-	case NR_RECVFROM:
-		return on_read(id, fd, buf, SHAPE_BUF, ret);
-	case NR_READV:
-		return on_read(id, fd, buf, SHAPE_IOV, ret);
-	case NR_RECVMSG:
-		return on_read(id, fd, buf, SHAPE_MSG, ret);
-	case NR_WRITE:
-	case NR_SENDTO:
-		return on_write(fd, buf, SHAPE_BUF, ret);
-	case NR_WRITEV:
-		return on_write(fd, buf, SHAPE_IOV, ret);
-	default:
-		return on_write(fd, buf, SHAPE_MSG, ret);
-	}
+	struct sock *sk = fd_to_sock(SYSCALL_ARG1(regs));
+	if (!sk || !is_server_sock(sk))
+		return 0;
+	if (is_read)
+		return on_read(id, sk, SYSCALL_ARG2(regs), shape, ret);
+	return on_write(sk, SYSCALL_ARG2(regs), shape, ret);
+}
+
+/* Whether sk is a TCP socket on a capture port, owned by a captured process
+ * (the cheapest test first: most socket operations of a host are not). */
+static __always_inline int is_captured_sock(struct sock *sk, __u64 id)
+{
+	if (!is_capture_port(sk->__sk_common.skc_num))
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if ((family != AF_INET && family != AF_INET6) || sk->sk_type != SOCK_STREAM ||
+	    sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	return is_captured_process(id >> 32);
+}
+
+/* The syscall the current task is in, from its saved registers: shape of its
+ * buffer argument (-1: none we can read) and the buffer. */
+static __always_inline int current_syscall_buffer(int *is_read, __u64 *buf)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	int shape = buffer_shape(SYSCALL_NR(regs), is_read);
+	*buf = SYSCALL_ARG2(regs);
+	return shape;
+}
+
+/* Kernel 6.5+: data received on a socket (after sock_recvmsg). Reads outside
+ * the known syscalls (io_uring, kernel sockets) carry no buffer we can see and
+ * are skipped; a peek leaves the data queued and is skipped too. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (ret <= 0 || (flags & MSG_PEEK))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!is_captured_sock(sk, id))
+		return 0;
+	int is_read = 0;
+	__u64 buf = 0;
+	int shape = current_syscall_buffer(&is_read, &buf);
+	if (shape < 0 || !is_read)
+		return 0;
+	return on_read(id, sk, buf, shape, ret);
+}
+
+/* Kernel 6.5+: data sent on a socket. A response sent by sendfile, splice or
+ * io_uring still ends its request: the event then has no response bytes. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
+{
+	if (ret <= 0)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!is_captured_sock(sk, id))
+		return 0;
+	int is_read = 0;
+	__u64 buf = 0;
+	int shape = current_syscall_buffer(&is_read, &buf);
+	if (shape < 0 || is_read)
+		return on_write(sk, 0, SHAPE_BUF, ret);
+	return on_write(sk, buf, shape, ret);
 }
 
 /* ---------------------------------------------------------------- server processes */

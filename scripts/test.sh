@@ -21,6 +21,7 @@ declare -A NEEDED=(
   [redis-cli]=redis-tools
   [curl]=curl
   [socat]=socat
+  [python3]=python3
   [clang]=clang
   [llvm-strip]=llvm
   [bpftool]=bpftool

@@ -2,13 +2,17 @@
 //! reads their maps: the L7 ring buffer, on-CPU samples and stacks, TCP counters.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
+use aya_obj::btf::BtfKind;
+use mio::unix::SourceFd;
 
 use crate::error::AgentError;
 use crate::wire::{SampleKey, TcpKey, SAMPLE_KEY_SIZE, TCP_KEY_SIZE};
@@ -16,14 +20,50 @@ use crate::wire::{SampleKey, TcpKey, SAMPLE_KEY_SIZE, TCP_KEY_SIZE};
 /// The compiled, stripped kernel object (built by `build.rs`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil.bpf.o"));
 
-/// L7 capture programs on BTF tracepoints: (program, tracepoint). One program
-/// at syscall exit does the capture (see `ebpf/vigil.bpf.c` for why); the
-/// others keep the set of server processes current between scans.
-const L7_BTF_PROGRAMS: &[(&str, &str)] = &[
-    ("on_sys_exit", "sys_exit"),
+/// Programs on BTF tracepoints that keep the set of server processes current
+/// between scans: (program, tracepoint).
+const SERVER_PROCESS_PROGRAMS: &[(&str, &str)] = &[
     ("on_fork", "sched_process_fork"),
     ("on_exit", "sched_process_exit"),
 ];
+
+/// What fires the L7 capture (see `ebpf/vigil.bpf.c` for the trade-off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureTrigger {
+    /// `sock_recv_length` / `sock_send_length` (kernel 6.5+): only socket I/O
+    /// runs a program, and the socket comes with it.
+    Socket,
+    /// `sys_exit`: every syscall of the host runs a program (older kernels).
+    SyscallExit,
+}
+
+impl CaptureTrigger {
+    /// The cheapest trigger `btf` (the running kernel's) offers.
+    pub fn best_for(btf: &Btf) -> Self {
+        let has = |name: &str| btf.id_by_type_name_kind(name, BtfKind::Typedef).is_ok();
+        if has("btf_trace_sock_recv_length") && has("btf_trace_sock_send_length") {
+            Self::Socket
+        } else {
+            Self::SyscallExit
+        }
+    }
+
+    /// The cheapest trigger the running kernel offers.
+    pub fn for_this_kernel() -> Result<Self, AgentError> {
+        Ok(Self::best_for(&kernel_btf()?))
+    }
+
+    /// (program, BTF tracepoint) pairs that implement this trigger.
+    fn programs(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Socket => &[
+                ("on_sock_recv", "sock_recv_length"),
+                ("on_sock_send", "sock_send_length"),
+            ],
+            Self::SyscallExit => &[("on_sys_exit", "sys_exit")],
+        }
+    }
+}
 
 /// TCP health programs: (program, category, name).
 const TCP_PROGRAMS: &[(&str, &str, &str)] = &[
@@ -36,8 +76,10 @@ const TCP_PROGRAMS: &[(&str, &str, &str)] = &[
 /// What to load and attach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeOptions {
-    /// Attach the L7 syscall tracepoints.
+    /// Attach the L7 capture.
     pub l7: bool,
+    /// What fires it; `None`: the best the kernel offers.
+    pub trigger: Option<CaptureTrigger>,
     /// Server ports to capture.
     pub server_ports: Vec<u16>,
     /// When true, the kernel adds processes that start listening on a server
@@ -58,6 +100,7 @@ impl Default for ProbeOptions {
     fn default() -> Self {
         Self {
             l7: true,
+            trigger: None,
             server_ports: Vec::new(),
             follow_servers: true,
             exclude_self: true,
@@ -86,7 +129,14 @@ pub struct ProbeStats {
 /// The loaded programs and their maps.
 pub struct Probes {
     ebpf: Ebpf,
+    /// What fires the L7 capture; `None` without L7.
+    trigger: Option<CaptureTrigger>,
+    /// Ports set in the kernel's `server_ports` array.
+    ports: Vec<u16>,
     ring: Option<RingBuf<MapData>>,
+    /// Edge-triggered readiness of the ring buffer's fd: the kernel wakes it
+    /// when the queue crosses a multiple of `wakeup_bytes`.
+    ring_wakeups: Option<(mio::Poll, mio::Events)>,
 }
 
 impl std::fmt::Debug for Probes {
@@ -136,26 +186,17 @@ impl Probes {
             .override_global("wakeup_bytes", &options.wakeup_bytes, true)
             .load(OBJECT)
             .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
-        {
-            let map = ebpf
-                .map_mut("server_ports")
-                .ok_or_else(|| AgentError::Ebpf("no map server_ports".into()))?;
-            let mut ports: BpfHashMap<_, u16, u8> =
-                BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
-            for port in &options.server_ports {
-                ports
-                    .insert(port, 1, 0)
-                    .map_err(|e| AgentError::Ebpf(format!("server_ports: {e}")))?;
-            }
-        }
+        let mut trigger = None;
         if options.l7 {
-            let btf = Btf::from_sys_fs().map_err(|e| {
-                AgentError::Ebpf(format!("kernel BTF (/sys/kernel/btf/vmlinux): {e}"))
-            })?;
-            for (program, name) in L7_BTF_PROGRAMS {
+            let btf = kernel_btf()?;
+            let chosen = options
+                .trigger
+                .unwrap_or_else(|| CaptureTrigger::best_for(&btf));
+            for (program, name) in chosen.programs().iter().chain(SERVER_PROCESS_PROGRAMS) {
                 attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
             }
             attach_tracepoint(&mut ebpf, "on_listen", "sock", "inet_sock_set_state")?;
+            trigger = Some(chosen);
         }
         if options.tcp {
             for (program, category, name) in TCP_PROGRAMS {
@@ -188,7 +229,37 @@ impl Probes {
         } else {
             None
         };
-        Ok(Self { ebpf, ring })
+        let ring_wakeups = match &ring {
+            Some(ring) => Some(ring_poll(ring).map_err(ebpf_err("poll the ring buffer"))?),
+            None => None,
+        };
+        let mut probes = Self {
+            ebpf,
+            trigger,
+            ports: Vec::new(),
+            ring,
+            ring_wakeups,
+        };
+        probes.set_server_ports(&options.server_ports)?;
+        Ok(probes)
+    }
+
+    /// What fires the L7 capture; `None` when it is not loaded.
+    pub fn trigger(&self) -> Option<CaptureTrigger> {
+        self.trigger
+    }
+
+    /// Sleeps until `timeout` passes or the kernel wakes the ring buffer's
+    /// consumer (the queue crossed a multiple of `wakeup_bytes`), whichever
+    /// comes first.
+    pub fn wait_for_events(&mut self, timeout: Duration) {
+        match &mut self.ring_wakeups {
+            // An error (EINTR) only ends the wait early: the caller drains and waits again.
+            Some((poll, events)) => {
+                let _ = poll.poll(events, Some(timeout));
+            }
+            None => std::thread::sleep(timeout),
+        }
     }
 
     /// Replaces the kernel's server-port filter (empty: capture nothing).
@@ -197,19 +268,20 @@ impl Probes {
             .ebpf
             .map_mut("server_ports")
             .ok_or_else(|| AgentError::Ebpf("no map server_ports".into()))?;
-        let mut ports: BpfHashMap<_, u16, u8> =
-            BpfHashMap::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
-        let present: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
-        for port in &present {
-            if !wanted.contains(port) {
-                let _ = ports.remove(port);
-            }
-        }
-        for port in wanted {
+        let mut ports: Array<_, u8> =
+            Array::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
+        let changes = self
+            .ports
+            .iter()
+            .filter(|port| !wanted.contains(port))
+            .map(|port| (*port, 0))
+            .chain(wanted.iter().map(|port| (*port, 1)));
+        for (port, capture) in changes {
             ports
-                .insert(port, 1, 0)
-                .map_err(|e| AgentError::Ebpf(format!("server_ports: {e}")))?;
+                .set(u32::from(port), capture, 0)
+                .map_err(|e| AgentError::Ebpf(format!("server_ports[{port}]: {e}")))?;
         }
+        self.ports = wanted.to_vec();
         Ok(())
     }
 
@@ -376,6 +448,24 @@ impl Probes {
         }
         Ok(out)
     }
+}
+
+fn kernel_btf() -> Result<Btf, AgentError> {
+    Btf::from_sys_fs()
+        .map_err(|e| AgentError::Ebpf(format!("kernel BTF (/sys/kernel/btf/vmlinux): {e}")))
+}
+
+/// An edge-triggered poll on the ring buffer's fd.
+fn ring_poll(ring: &RingBuf<MapData>) -> Result<(mio::Poll, mio::Events), String> {
+    let poll = mio::Poll::new().map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&ring.as_raw_fd()),
+            mio::Token(0),
+            mio::Interest::READABLE,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((poll, mio::Events::with_capacity(1)))
 }
 
 /// The program `name` of the object, as its kind `P`.

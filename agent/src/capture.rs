@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use vigil_model::RequestRecord;
 
-use crate::bpf::{ProbeOptions, Probes};
+use crate::bpf::{CaptureTrigger, ProbeOptions, Probes};
 use crate::collector::Collector;
 use crate::container::Identities;
 use crate::error::AgentError;
@@ -48,6 +48,7 @@ pub struct CaptureCounters {
 /// A running capture loop.
 #[derive(Debug)]
 pub struct Capture {
+    trigger: Option<CaptureTrigger>,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -122,6 +123,7 @@ impl Capture {
         tracing::info!(
             ports = ?settings.probes.server_ports,
             processes = ?servers,
+            trigger = ?probes.trigger(),
             "capturing the processes that serve these ports"
         );
         let (sender, receiver) = mpsc::sync_channel(settings.queue_batches.max(1));
@@ -132,6 +134,7 @@ impl Capture {
             .server_processes
             .store(servers.len() as u64, Ordering::Relaxed);
         let collector = Collector::new(settings.parse.clone(), identities);
+        let trigger = probes.trigger();
         let thread = {
             let (stop, paused, counters) = (stop.clone(), paused.clone(), counters.clone());
             std::thread::Builder::new()
@@ -145,6 +148,7 @@ impl Capture {
         };
         Ok((
             Self {
+                trigger,
                 stop,
                 paused,
                 thread: Some(thread),
@@ -152,6 +156,11 @@ impl Capture {
             },
             receiver,
         ))
+    }
+
+    /// What fires the kernel side of this capture.
+    pub fn trigger(&self) -> Option<CaptureTrigger> {
+        self.trigger
     }
 
     /// Pauses or resumes collection.
@@ -262,7 +271,7 @@ fn run(
         if drains.is_multiple_of(600) {
             collector.resync_clock();
         }
-        std::thread::sleep(settings.drain_interval);
+        probes.wait_for_events(settings.drain_interval);
     }
 }
 

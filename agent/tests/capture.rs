@@ -2,25 +2,32 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
+use vigil_agent::bpf::CaptureTrigger;
 use vigil_model::{L7Protocol, ResponseStatus};
 
-fn assert_close(measured_us: u64, expected_ms: f64) {
+fn assert_close(measured_us: u64, expected_ms: f64, trigger: CaptureTrigger) {
     let ms = measured_us as f64 / 1000.0;
     assert!(
         (ms - expected_ms).abs() <= expected_ms * 0.1,
-        "measured {ms} ms, expected {expected_ms} ms ±10 %"
+        "{trigger:?}: measured {ms} ms, expected {expected_ms} ms ±10 %"
     );
 }
 
 #[test]
 fn redis_debug_sleep_is_one_request_of_200ms() {
+    for trigger in common::triggers() {
+        redis_debug_sleep_with(trigger);
+    }
+}
+
+fn redis_debug_sleep_with(trigger: CaptureTrigger) {
     let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
-    let (capture, mut records) = common::capture(&[port], true);
+    let (capture, mut records) = common::capture_with(&[port], true, Some(trigger));
     let out = Command::new("redis-cli")
         .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.2"])
         .output()
@@ -29,7 +36,7 @@ fn redis_debug_sleep_is_one_request_of_200ms() {
     let record = records.wait_for(Duration::from_secs(10), |r| {
         r.protocol == L7Protocol::Redis && r.request_type == "DEBUG"
     });
-    assert_close(record.duration_us, 200.0);
+    assert_close(record.duration_us, 200.0, trigger);
     assert_eq!(record.status, ResponseStatus::Ok);
     assert_eq!(record.server.port, port);
     assert_eq!(record.server.process_name, "redis-server");
@@ -40,8 +47,14 @@ fn redis_debug_sleep_is_one_request_of_200ms() {
 
 #[test]
 fn mariadb_select_sleep_is_one_request_of_300ms_with_its_shape() {
+    for trigger in common::triggers() {
+        mariadb_select_sleep_with(trigger);
+    }
+}
+
+fn mariadb_select_sleep_with(trigger: CaptureTrigger) {
     let port: u16 = common::env("VIGIL_TEST_MYSQL_PORT").parse().expect("port");
-    let (capture, mut records) = common::capture(&[port], true);
+    let (capture, mut records) = common::capture_with(&[port], true, Some(trigger));
     let out = Command::new("mariadb")
         .args([
             "--no-defaults",
@@ -57,7 +70,7 @@ fn mariadb_select_sleep_is_one_request_of_300ms_with_its_shape() {
     let record = records.wait_for(Duration::from_secs(10), |r| {
         r.protocol == L7Protocol::Mysql && r.endpoint == "SELECT SLEEP(?)"
     });
-    assert_close(record.duration_us, 300.0);
+    assert_close(record.duration_us, 300.0, trigger);
     assert_eq!(record.request_type, "SELECT");
     assert_eq!(record.status, ResponseStatus::Ok);
     let error = records.wait_for(Duration::from_secs(10), |r| {
@@ -71,10 +84,16 @@ fn mariadb_select_sleep_is_one_request_of_300ms_with_its_shape() {
 
 #[test]
 fn http_request_to_a_local_server_has_path_status_and_request_id() {
+    for trigger in common::triggers() {
+        http_request_with(trigger);
+    }
+}
+
+fn http_request_with(trigger: CaptureTrigger) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     // The server runs in this process, so this capture does not exclude it.
-    let (capture, mut records) = common::capture(&[port], false);
+    let (capture, mut records) = common::capture_with(&[port], false, Some(trigger));
     // The server measures its own think time between reading the request and
     // writing the response: that is what the capture must report.
     let server = std::thread::spawn(move || {
@@ -103,7 +122,7 @@ fn http_request_to_a_local_server_has_path_status_and_request_id() {
     assert_eq!(record.code, Some(404));
     assert_eq!(record.status, ResponseStatus::ClientError);
     assert_eq!(record.trace_id, "req-42");
-    assert_close(record.duration_us, think.as_secs_f64() * 1000.0);
+    assert_close(record.duration_us, think.as_secs_f64() * 1000.0, trigger);
     capture.stop();
 }
 
@@ -206,5 +225,94 @@ fn a_forking_server_started_after_the_capture_is_captured() {
     assert_eq!(record.code, Some(201));
     assert_eq!(record.server.process_name, "socat");
     assert_eq!(record.server.port, port);
+    capture.stop();
+}
+
+/// Kernels with the socket tracepoints (6.5+) get the socket trigger, which
+/// spares every other syscall of the host.
+#[test]
+fn the_socket_trigger_is_chosen_where_the_kernel_has_it() {
+    common::require_root();
+    let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    let has_socket_tracepoints = tracefs.iter().any(|root| {
+        std::path::Path::new(root)
+            .join("events/sock/sock_send_length")
+            .exists()
+    });
+    let expected = if has_socket_tracepoints {
+        CaptureTrigger::Socket
+    } else {
+        CaptureTrigger::SyscallExit
+    };
+    let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
+    let (capture, _records) = common::capture(&[port], true);
+    assert_eq!(capture.trigger(), Some(expected));
+    capture.stop();
+}
+
+/// A response sent with sendfile (no user buffer to read) still ends its
+/// request: the socket trigger sees every send on the socket. The record has
+/// the request's shape and timing, and no response bytes, so no status.
+#[test]
+fn a_response_sent_by_sendfile_ends_its_request() {
+    let trigger = CaptureTrigger::for_this_kernel().expect("kernel BTF");
+    if trigger != CaptureTrigger::Socket {
+        eprintln!("sendfile responses need the socket trigger, which this kernel lacks");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (capture, mut records) = common::capture(&[port], true);
+    let response = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        response.path(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .expect("write response");
+    // Python's socket.sendfile is os.sendfile(2); the server prints its think
+    // time (from the request read to the response) in µs.
+    let server_code = r#"
+import socket, sys, time
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+conn, _ = listener.accept()
+conn.recv(4096)
+read_at = time.monotonic()
+time.sleep(0.04)
+think = time.monotonic() - read_at
+with open(sys.argv[2], "rb") as body:
+    conn.sendfile(body)
+conn.close()
+print(int(think * 1e6), flush=True)
+"#;
+    let mut server = Command::new("python3")
+        .args(["-c", server_code, &port.to_string()])
+        .arg(response.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(server.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().expect("a line").expect("read"), "listening");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/static/file.txt"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    let think_us: u64 = lines
+        .next()
+        .expect("think time")
+        .expect("read")
+        .parse()
+        .expect("µs");
+    assert!(server.wait().expect("python3").success());
+    let record = records.wait_for(Duration::from_secs(10), |r| {
+        r.protocol == L7Protocol::Http && r.resource == "/static/file.txt"
+    });
+    assert_eq!(record.status, ResponseStatus::Unknown);
+    assert_eq!(record.server.process_name, "python3");
+    assert_close(record.duration_us, think_us as f64 / 1000.0, trigger);
     capture.stop();
 }

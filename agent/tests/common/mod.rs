@@ -4,6 +4,7 @@
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use vigil_agent::bpf::CaptureTrigger;
 use vigil_agent::capture::{Capture, CaptureSettings};
 use vigil_agent::container::Identities;
 use vigil_model::RequestRecord;
@@ -41,11 +42,33 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// Starts capture of `ports`.
+/// Starts capture of `ports` with the kernel's best trigger.
 pub fn capture(ports: &[u16], exclude_self: bool) -> (Capture, Records) {
+    capture_with(ports, exclude_self, None)
+}
+
+/// Every L7 trigger this kernel can run: the best, and the `sys_exit`
+/// fallback of older kernels (tests run both where both exist).
+pub fn triggers() -> Vec<CaptureTrigger> {
+    require_root();
+    let best = CaptureTrigger::for_this_kernel().expect("kernel BTF");
+    let mut all = vec![best];
+    if best != CaptureTrigger::SyscallExit {
+        all.push(CaptureTrigger::SyscallExit);
+    }
+    all
+}
+
+/// Starts capture of `ports` fired by `trigger` (`None`: the kernel's best).
+pub fn capture_with(
+    ports: &[u16],
+    exclude_self: bool,
+    trigger: Option<CaptureTrigger>,
+) -> (Capture, Records) {
     require_root();
     let mut settings = CaptureSettings::for_ports(ports);
     settings.probes.exclude_self = exclude_self;
+    settings.probes.trigger = trigger;
     settings.drain_interval = Duration::from_millis(50);
     Capture::start(settings, Identities::default())
         .map(|(capture, receiver)| (capture, Records::new(receiver)))
