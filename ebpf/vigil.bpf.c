@@ -68,6 +68,7 @@
 
 /* Settings, overridden by the loader before load. */
 const volatile __u32 self_pid = 0;          /* the agent itself: never traced */
+const volatile __u32 filter_pids = 1;       /* 1: capture only the processes in server_pids */
 const volatile __u32 follow_servers = 1;    /* 1: add new listeners and their forks to server_pids */
 const volatile __u64 wakeup_bytes = 262144; /* wake userspace when this much is queued */
 
@@ -81,9 +82,11 @@ struct {
 	__type(value, __u8);
 } server_ports SEC(".maps");
 
-/* Processes (tgid) serving a capture port -> 1: the only ones whose reads and
- * writes are looked at. Userspace fills it from a scan of listening sockets;
- * the listen, fork and exit hooks below keep it current between scans. */
+/* Processes (tgid) serving a capture port -> 1: with filter_pids, the only
+ * ones whose reads and writes are looked at (always so for sys_exit, which
+ * must reject other processes before resolving their fds). Userspace fills it
+ * from a scan of listening sockets; the listen, fork and exit hooks below keep
+ * it current between scans. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -174,9 +177,8 @@ struct {
  * and a service is named after its process. */
 static __always_inline void process_comm(char *comm, __u32 size)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	if (!leader || bpf_core_read_str(comm, size, &leader->comm) <= 0)
+	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+	if (!leader || bpf_probe_read_kernel(comm, size, &leader->comm))
 		bpf_get_current_comm(comm, size);
 }
 
@@ -238,7 +240,9 @@ static __always_inline int is_server_sock(struct sock *sk)
 /* Whether the calling process is one whose requests are captured. */
 static __always_inline int is_captured_process(__u32 tgid)
 {
-	return tgid != self_pid && bpf_map_lookup_elem(&server_pids, &tgid) != NULL;
+	if (tgid == self_pid)
+		return 0;
+	return !filter_pids || bpf_map_lookup_elem(&server_pids, &tgid) != NULL;
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -331,10 +335,29 @@ static __always_inline __u64 wakeup_flag(__u64 size)
 	return queued / mark != (queued + size) / mark ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
+/* A field of sk: a plain load when sk is a BTF pointer the verifier trusts
+ * (the socket tracepoints' argument), else a CO-RE probe read (a helper call
+ * each: sys_exit finds sk by walking the fd table). `trusted` is a constant
+ * at every call site, so only one branch is compiled. */
+#define SK_READ(trusted, sk, field) ((trusted) ? (sk)->field : BPF_CORE_READ(sk, field))
+
+/* The 16 bytes of an IPv6 address of sk, as four 32-bit loads when trusted. */
+#define SK_READ_V6(trusted, dst, sk, field)                                          \
+	do {                                                                         \
+		if (trusted) {                                                       \
+			__u32 *words = (__u32 *)(dst);                                \
+			for (int i = 0; i < 4; i++)                                  \
+				words[i] = (sk)->field.in6_u.u6_addr32[i];           \
+		} else {                                                             \
+			BPF_CORE_READ_INTO(dst, sk, field.in6_u.u6_addr8);           \
+		}                                                                    \
+	} while (0)
+
 /* A write of count bytes from buf (of the given shape; no buffer: buf 0) to
  * server socket sk has returned: if the socket has a parked request, the pair
  * is one event. */
-static __always_inline int on_write(struct sock *sk, __u64 buf, __u32 shape, __u64 count)
+static __always_inline int on_write(struct sock *sk, int trusted, __u64 buf, __u32 shape,
+				    __u64 count)
 {
 	__u64 key = (__u64)sk;
 	struct pending *p = bpf_map_lookup_elem(&pendings, &key);
@@ -349,7 +372,6 @@ static __always_inline int on_write(struct sock *sk, __u64 buf, __u32 shape, __u
 	}
 	e->req_ts_ns = p->req_ts_ns;
 	e->resp_ts_ns = bpf_ktime_get_ns();
-	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->kind = EV_L7;
 	e->pid = p->pid;
 	e->tid = p->tid;
@@ -362,20 +384,20 @@ static __always_inline int on_write(struct sock *sk, __u64 buf, __u32 shape, __u
 	e->req_len = req_len;
 	p->req_ts_ns = 0; /* answered: the slot is free for the next request */
 
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = SK_READ(trusted, sk, __sk_common.skc_family);
 	e->family = family;
-	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->remote_port = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->local_port = SK_READ(trusted, sk, __sk_common.skc_num);
+	e->remote_port = __builtin_bswap16(SK_READ(trusted, sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
 		__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
 		__builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
-		__u32 local = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 remote = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 local = SK_READ(trusted, sk, __sk_common.skc_rcv_saddr);
+		__u32 remote = SK_READ(trusted, sk, __sk_common.skc_daddr);
 		__builtin_memcpy(e->local_addr, &local, 4);
 		__builtin_memcpy(e->remote_addr, &remote, 4);
 	} else {
-		BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		SK_READ_V6(trusted, e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		SK_READ_V6(trusted, e->remote_addr, sk, __sk_common.skc_v6_daddr);
 	}
 	process_comm(e->comm, sizeof(e->comm));
 
@@ -451,11 +473,12 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	if (is_read)
 		return on_read(id, sk, SYSCALL_ARG2(regs), shape, ret);
-	return on_write(sk, SYSCALL_ARG2(regs), shape, ret);
+	return on_write(sk, 0, SYSCALL_ARG2(regs), shape, ret);
 }
 
-/* Whether sk is a TCP socket on a capture port, owned by a captured process
- * (the cheapest test first: most socket operations of a host are not). */
+/* Whether sk is a TCP socket on a capture port (its local port: the server
+ * side) of a captured process. The cheapest test first: most socket
+ * operations of a host are not on a capture port. */
 static __always_inline int is_captured_sock(struct sock *sk, __u64 id)
 {
 	if (!is_capture_port(sk->__sk_common.skc_num))
@@ -510,8 +533,8 @@ int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
 	__u64 buf = 0;
 	int shape = current_syscall_buffer(&is_read, &buf);
 	if (shape < 0 || is_read)
-		return on_write(sk, 0, SHAPE_BUF, ret);
-	return on_write(sk, buf, shape, ret);
+		return on_write(sk, 1, 0, SHAPE_BUF, ret);
+	return on_write(sk, 1, buf, shape, ret);
 }
 
 /* ---------------------------------------------------------------- server processes */

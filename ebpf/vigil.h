@@ -4,7 +4,7 @@
 #ifndef VIGIL_H
 #define VIGIL_H
 
-#define VIGIL_WIRE_VERSION 2
+#define VIGIL_WIRE_VERSION 3
 
 /* Request bytes kept per request (first chunks of the request, appended). */
 #define REQ_CAP 256
@@ -24,11 +24,11 @@
 /* One request paired with the first chunk of its response, server side.
  * Records in the ring buffer are as long as their data: the header, then
  * req_len request bytes, then resp_len response bytes (a Redis GET is ~150
- * bytes, not the 744 of the largest record). */
+ * bytes, not the 736 of the largest record). Containers are named from
+ * /proc/PID/cgroup in userspace, so no cgroup id is sent. */
 struct vigil_l7_event {
 	__u64 req_ts_ns;   /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the request was read */
 	__u64 resp_ts_ns;  /* when the first response byte was written */
-	__u64 cgroup_id;
 	__u32 kind;
 	__u32 pid;         /* tgid */
 	__u32 tid;
@@ -45,9 +45,9 @@ struct vigil_l7_event {
 	char comm[COMM_LEN];
 	__u8 data[REQ_CAP * 2 + RESP_CAP]; /* request bytes, then response bytes */
 };
-#define L7_HEADER_SIZE 104
+#define L7_HEADER_SIZE 96
 _Static_assert(__builtin_offsetof(struct vigil_l7_event, data) == L7_HEADER_SIZE, "l7_event header");
-_Static_assert(sizeof(struct vigil_l7_event) == 744, "l7_event layout");
+_Static_assert(sizeof(struct vigil_l7_event) == 736, "l7_event layout");
 
 /* Key of the on-CPU sample counts. */
 struct vigil_sample_key {

@@ -82,6 +82,12 @@ pub struct ProbeOptions {
     pub trigger: Option<CaptureTrigger>,
     /// Server ports to capture.
     pub server_ports: Vec<u16>,
+    /// Capture only the processes in the kernel's `server_pids` set (which
+    /// scans fill): set when the configuration names the pids to capture.
+    /// The syscall-exit trigger always filters so, as it must reject other
+    /// processes before resolving their fds; the socket trigger otherwise
+    /// needs no process list, since the socket's own port says it is a server's.
+    pub narrow_to_pids: bool,
     /// When true, the kernel adds processes that start listening on a server
     /// port, and their forks, to the captured set between scans. False when
     /// the configuration names the pids to capture.
@@ -102,6 +108,7 @@ impl Default for ProbeOptions {
             l7: true,
             trigger: None,
             server_ports: Vec::new(),
+            narrow_to_pids: false,
             follow_servers: true,
             exclude_self: true,
             wakeup_bytes: 256 * 1024,
@@ -131,6 +138,8 @@ pub struct Probes {
     ebpf: Ebpf,
     /// What fires the L7 capture; `None` without L7.
     trigger: Option<CaptureTrigger>,
+    /// Whether the kernel captures only the processes in `server_pids`.
+    filters_by_process: bool,
     /// Ports set in the kernel's `server_ports` array.
     ports: Vec<u16>,
     ring: Option<RingBuf<MapData>>,
@@ -179,24 +188,36 @@ impl Probes {
         } else {
             u32::MAX
         };
-        let follow_servers: u32 = u32::from(options.follow_servers);
+        let (btf, trigger) = if options.l7 {
+            let btf = kernel_btf()?;
+            let trigger = options
+                .trigger
+                .unwrap_or_else(|| CaptureTrigger::best_for(&btf));
+            (Some(btf), Some(trigger))
+        } else {
+            (None, None)
+        };
+        let filters_by_process =
+            options.narrow_to_pids || trigger == Some(CaptureTrigger::SyscallExit);
+        let follow_servers = filters_by_process && options.follow_servers;
         let mut ebpf = EbpfLoader::new()
             .override_global("self_pid", &self_pid, true)
-            .override_global("follow_servers", &follow_servers, true)
+            .override_global("filter_pids", &u32::from(filters_by_process), true)
+            .override_global("follow_servers", &u32::from(follow_servers), true)
             .override_global("wakeup_bytes", &options.wakeup_bytes, true)
             .load(OBJECT)
             .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
-        let mut trigger = None;
-        if options.l7 {
-            let btf = kernel_btf()?;
-            let chosen = options
-                .trigger
-                .unwrap_or_else(|| CaptureTrigger::best_for(&btf));
-            for (program, name) in chosen.programs().iter().chain(SERVER_PROCESS_PROGRAMS) {
-                attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
+        if let (Some(btf), Some(trigger)) = (&btf, trigger) {
+            for (program, name) in trigger.programs() {
+                attach_btf_tracepoint(&mut ebpf, btf, program, name)?;
             }
-            attach_tracepoint(&mut ebpf, "on_listen", "sock", "inet_sock_set_state")?;
-            trigger = Some(chosen);
+            // Keeping the process set current matters only where it filters.
+            if follow_servers {
+                for (program, name) in SERVER_PROCESS_PROGRAMS {
+                    attach_btf_tracepoint(&mut ebpf, btf, program, name)?;
+                }
+                attach_tracepoint(&mut ebpf, "on_listen", "sock", "inet_sock_set_state")?;
+            }
         }
         if options.tcp {
             for (program, category, name) in TCP_PROGRAMS {
@@ -236,6 +257,7 @@ impl Probes {
         let mut probes = Self {
             ebpf,
             trigger,
+            filters_by_process,
             ports: Vec::new(),
             ring,
             ring_wakeups,
@@ -247,6 +269,12 @@ impl Probes {
     /// What fires the L7 capture; `None` when it is not loaded.
     pub fn trigger(&self) -> Option<CaptureTrigger> {
         self.trigger
+    }
+
+    /// Whether the kernel captures only the processes in its `server_pids`
+    /// set, which then has to be kept current by scans.
+    pub fn filters_by_process(&self) -> bool {
+        self.filters_by_process
     }
 
     /// Sleeps until `timeout` passes or the kernel wakes the ring buffer's

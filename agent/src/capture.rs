@@ -1,14 +1,18 @@
 //! The L7 capture loop: a thread that drains the ring buffer every
-//! `drain_interval`, turns events into records and queues them for export in a
-//! bounded channel, counting what it drops. Every `server_scan` it rescans which
-//! processes serve the capture ports (the kernel captures only those). Pausing
-//! (circuit breaker, limits) empties the kernel's port and process filters, so
-//! paused collection costs next to nothing.
+//! `drain_interval` (sooner when the kernel says `wakeup_bytes` are queued),
+//! turns events into records and queues them for export in a bounded channel,
+//! counting what it drops. Where the kernel captures only listed processes
+//! (the syscall-exit trigger, or `pids` in the settings), it rescans every
+//! `server_scan` which processes serve the capture ports. Pausing (circuit
+//! breaker, limits) empties the kernel's port and process filters, so paused
+//! collection costs next to nothing.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    self, Receiver, RecvError, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,11 +42,60 @@ pub struct CaptureCounters {
     pub ring_full: AtomicU64,
     /// 1 while the kernel's port filter is emptied (collection paused), else 0.
     pub paused_in_kernel: AtomicU64,
-    /// Processes the kernel captures (serving a capture port), after the last scan.
+    /// Ports in the kernel's filter (0 while paused).
+    pub capture_ports: AtomicU64,
+    /// Processes the kernel captures (serving a capture port) after the last
+    /// scan, where it filters by process (see [`Probes::filters_by_process`]);
+    /// 0 otherwise.
     pub server_processes: AtomicU64,
     /// CPU nanoseconds the loop spent draining and parsing events (its cost
     /// per request is this over `events`).
     pub drain_cpu_ns: AtomicU64,
+}
+
+/// The capture's output: batches of records (one per drain), and the way
+/// back for emptied batches. A batch holds a drain's records (megabytes at
+/// high rates); filling a returned one again spares the allocator fresh pages,
+/// whose faults cost the capture thread more than its parsing did.
+#[derive(Debug)]
+pub struct RecordBatches {
+    batches: Receiver<Vec<RequestRecord>>,
+    spare: SyncSender<Vec<RequestRecord>>,
+}
+
+/// Emptied batches kept for reuse.
+const SPARE_BATCHES: usize = 4;
+
+impl RecordBatches {
+    /// The next batch, waiting for it.
+    pub fn recv(&self) -> Result<Vec<RequestRecord>, RecvError> {
+        self.batches.recv()
+    }
+
+    /// The next batch, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<RequestRecord>, RecvTimeoutError> {
+        self.batches.recv_timeout(timeout)
+    }
+
+    /// The next batch if one is queued.
+    pub fn try_recv(&self) -> Result<Vec<RequestRecord>, TryRecvError> {
+        self.batches.try_recv()
+    }
+
+    /// Batches fed by the returned sender instead of a capture (tests of consumers).
+    #[cfg(test)]
+    pub(crate) fn channel(capacity: usize) -> (SyncSender<Vec<RequestRecord>>, Self) {
+        let (sender, batches) = mpsc::sync_channel(capacity);
+        let (spare, _) = mpsc::sync_channel(SPARE_BATCHES);
+        (sender, Self { batches, spare })
+    }
+
+    /// Hands a batch back to be filled again (what it still holds is dropped).
+    pub fn recycle(&self, mut batch: Vec<RequestRecord>) {
+        batch.clear();
+        // Full: enough spares already; this one is freed.
+        let _ = self.spare.try_send(batch);
+    }
 }
 
 /// A running capture loop.
@@ -70,7 +123,8 @@ pub struct CaptureSettings {
     /// When non-empty, capture only these pids (those serving a capture port);
     /// the kernel then follows no new listeners or forks.
     pub pids: Vec<u32>,
-    /// How often to rescan for processes serving the capture ports.
+    /// How often to rescan for processes serving the capture ports (where the
+    /// kernel filters by process).
     pub server_scan: Duration,
     /// Where /proc is (the host's, with the host PID namespace).
     pub proc_root: PathBuf,
@@ -108,31 +162,47 @@ impl CaptureSettings {
 
 impl Capture {
     /// Loads the probes (failing if they cannot load) and starts the loop.
-    /// Records arrive in batches on the returned receiver.
+    /// Records arrive in [`RecordBatches`].
     pub fn start(
         settings: CaptureSettings,
         identities: Identities,
-    ) -> Result<(Self, Receiver<Vec<RequestRecord>>), AgentError> {
+    ) -> Result<(Self, RecordBatches), AgentError> {
         let mut probes_options = settings.probes.clone();
+        probes_options.narrow_to_pids = !settings.pids.is_empty();
         probes_options.follow_servers = settings.pids.is_empty();
         let mut probes = Probes::load(&probes_options)?;
-        // The first scan before returning: requests to servers already
-        // running are captured from the start.
-        let servers = settings.scan_servers(&settings.probes.server_ports)?;
-        probes.set_server_pids(&servers, None)?;
-        tracing::info!(
-            ports = ?settings.probes.server_ports,
-            processes = ?servers,
-            trigger = ?probes.trigger(),
-            "capturing the processes that serve these ports"
-        );
+        // Where the kernel filters by process, the first scan runs before
+        // returning: requests to servers already running are captured from
+        // the start.
+        let servers = if probes.filters_by_process() {
+            let servers = settings.scan_servers(&settings.probes.server_ports)?;
+            probes.set_server_pids(&servers, None)?;
+            tracing::info!(
+                ports = ?settings.probes.server_ports,
+                processes = ?servers,
+                trigger = ?probes.trigger(),
+                "capturing the processes that serve these ports"
+            );
+            servers
+        } else {
+            tracing::info!(
+                ports = ?settings.probes.server_ports,
+                trigger = ?probes.trigger(),
+                "capturing requests to these ports (every socket's own port is checked)"
+            );
+            BTreeSet::new()
+        };
         let (sender, receiver) = mpsc::sync_channel(settings.queue_batches.max(1));
+        let (spare, spares) = mpsc::sync_channel(SPARE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CaptureCounters::default());
         counters
             .server_processes
             .store(servers.len() as u64, Ordering::Relaxed);
+        counters
+            .capture_ports
+            .store(settings.probes.server_ports.len() as u64, Ordering::Relaxed);
         let collector = Collector::new(settings.parse.clone(), identities);
         let trigger = probes.trigger();
         let thread = {
@@ -141,7 +211,14 @@ impl Capture {
                 .name("vigil-capture".into())
                 .spawn(move || {
                     run(
-                        probes, collector, sender, &settings, servers, &stop, &paused, &counters,
+                        probes,
+                        collector,
+                        (sender, spares),
+                        &settings,
+                        servers,
+                        &stop,
+                        &paused,
+                        &counters,
                     )
                 })
                 .map_err(|e| AgentError::Ebpf(format!("spawn capture thread: {e}")))?
@@ -154,7 +231,10 @@ impl Capture {
                 thread: Some(thread),
                 counters,
             },
-            receiver,
+            RecordBatches {
+                batches: receiver,
+                spare,
+            },
         ))
     }
 
@@ -190,7 +270,7 @@ impl Drop for Capture {
 fn run(
     mut probes: Probes,
     mut collector: Collector,
-    sender: SyncSender<Vec<RequestRecord>>,
+    (sender, spares): (SyncSender<Vec<RequestRecord>>, Receiver<Vec<RequestRecord>>),
     settings: &CaptureSettings,
     mut last_scan: BTreeSet<u32>,
     stop: &AtomicBool,
@@ -211,29 +291,39 @@ fn run(
             } else {
                 &settings.probes.server_ports
             };
-            if let Err(e) = probes.set_server_ports(ports) {
-                tracing::warn!(error = %e, "cannot change the kernel port filter");
+            match probes.set_server_ports(ports) {
+                Ok(()) => counters
+                    .capture_ports
+                    .store(ports.len() as u64, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "cannot change the kernel port filter"),
             }
             kernel_paused = want_pause;
-            // Paused: no process is looked at. Resumed: scan now.
-            let servers = if want_pause {
-                Ok(BTreeSet::new())
-            } else {
-                settings.scan_servers(ports)
-            };
-            rescan(&mut probes, servers, false, &mut last_scan, counters);
-            scanned_at = Instant::now();
+            if probes.filters_by_process() {
+                // Paused: no process is looked at. Resumed: scan now.
+                let servers = if want_pause {
+                    Ok(BTreeSet::new())
+                } else {
+                    settings.scan_servers(ports)
+                };
+                rescan(&mut probes, servers, false, &mut last_scan, counters);
+                scanned_at = Instant::now();
+            }
             counters
                 .paused_in_kernel
                 .store(u64::from(want_pause), Ordering::SeqCst);
             tracing::info!(paused = want_pause, "capture paused state changed");
         }
-        if !kernel_paused && scanned_at.elapsed() >= settings.server_scan {
+        if probes.filters_by_process()
+            && !kernel_paused
+            && scanned_at.elapsed() >= settings.server_scan
+        {
             let servers = settings.scan_servers(&settings.probes.server_ports);
             rescan(&mut probes, servers, true, &mut last_scan, counters);
             scanned_at = Instant::now();
         }
-        let mut batch = Vec::with_capacity(batch_capacity);
+        let mut batch = spares
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(batch_capacity));
         let drain_started = crate::sys::thread_cpu_ns();
         collector.forget_names();
         let events = probes.drain(|raw| {

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vigil_model::{Peer, RequestRecord};
+use vigil_model::{Peer, RequestRecord, SmolStr};
 
 use crate::container::Identities;
 use crate::l7::{ParseOptions, Parsed, Parser};
@@ -20,11 +20,14 @@ pub struct Collector {
     pub unparsed: u64,
     /// The parser's output for the event at hand, reused across events.
     parsed: Vec<Parsed>,
-    /// The last server process named: consecutive events mostly come from
-    /// one, and naming it takes a lock and a map lookup. Cleared by
-    /// [`Collector::forget_names`], so container names stay fresh.
-    last_server: Option<Peer>,
+    /// Server processes named during this drain: a drain's events come from
+    /// a few servers, and naming one takes a lock and a map lookup. Cleared
+    /// by [`Collector::forget_names`], so container names stay fresh.
+    servers: Vec<Peer>,
 }
+
+/// Servers remembered per drain before the list starts over.
+const SERVERS_PER_DRAIN: usize = 64;
 
 /// Wall-clock µs minus CLOCK_MONOTONIC µs, now.
 pub fn clock_offset_us() -> i64 {
@@ -45,40 +48,43 @@ impl Collector {
             offset_us: clock_offset_us(),
             unparsed: 0,
             parsed: Vec::new(),
-            last_server: None,
+            servers: Vec::new(),
         }
     }
 
     /// Names processes afresh from the next event on (call once per drain:
     /// container names arrive from Docker in the background).
     pub fn forget_names(&mut self) {
-        self.last_server = None;
+        self.servers.clear();
     }
 
     /// The server side of `event`, named by process and container.
     fn server(&mut self, event: &L7Event) -> Peer {
-        if let Some(last) = &self.last_server {
-            if last.pid == event.pid
-                && last.port == event.local.1
-                && last.ip == event.local.0
-                && last.process_name == event.comm
-            {
-                return last.clone();
-            }
+        let known = self.servers.iter().find(|server| {
+            server.pid == event.pid
+                && server.port == event.local.1
+                && server.ip == event.local.0
+                && server.process_name == *event.comm
+        });
+        if let Some(server) = known {
+            return server.clone();
         }
         let container = self.identities.container(event.pid);
         let server = Peer {
             ip: event.local.0,
             port: event.local.1,
             pid: event.pid,
-            process_name: event.comm.to_string(),
+            process_name: SmolStr::new(&event.comm),
             service: container
                 .as_ref()
-                .map(|c| c.name.clone())
+                .map(|c| SmolStr::new(&c.name))
                 .unwrap_or_default(),
-            instance: container.map(|c| c.id).unwrap_or_default(),
+            instance: container.map(|c| c.id.into()).unwrap_or_default(),
         };
-        self.last_server = Some(server.clone());
+        if self.servers.len() >= SERVERS_PER_DRAIN {
+            self.servers.clear();
+        }
+        self.servers.push(server.clone());
         server
     }
 
@@ -112,21 +118,11 @@ impl Collector {
             ip: event.remote.0,
             port: event.remote.1,
             pid: 0,
-            process_name: String::new(),
-            service: String::new(),
-            instance: String::new(),
+            process_name: SmolStr::default(),
+            service: SmolStr::default(),
+            instance: SmolStr::default(),
         };
-        // Every record but the last gets copies of the peers; the last takes them.
-        let mut peers = Some((client, server));
-        let last = parsed.len() - 1;
-        for (i, p) in parsed.drain(..).enumerate() {
-            let Some((client, server)) = (if i == last {
-                peers.take()
-            } else {
-                peers.clone()
-            }) else {
-                break;
-            };
+        for p in parsed.drain(..) {
             out.push(RequestRecord {
                 start_us,
                 duration_us,
@@ -136,8 +132,8 @@ impl Collector {
                 endpoint: p.endpoint,
                 status: p.status,
                 code: p.code,
-                client,
-                server,
+                client: client.clone(),
+                server: server.clone(),
                 trace_id: p.trace_id,
             });
         }

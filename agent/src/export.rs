@@ -11,9 +11,8 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use vigil_model::{
@@ -21,6 +20,7 @@ use vigil_model::{
 };
 use vigil_store::clickhouse::{ClickHouseStore, MIGRATIONS};
 
+use crate::capture::RecordBatches;
 use crate::config::VigilExportConfig;
 use crate::error::AgentError;
 
@@ -450,25 +450,43 @@ impl<S: Sink> Exporter<S> {
         Ok(())
     }
 
-    /// Exports what arrives on `receiver` every `interval` until `stop` is set
-    /// (then drains what is left once).
+    /// Exports what arrives in `batches`: a full batch (`batch_size`) as soon
+    /// as it is there, the rest every `interval`, until `stop` is set (then
+    /// what is left, once). Holding at most about a batch keeps memory flat
+    /// at any rate.
     pub async fn run(
         mut self,
-        receiver: Receiver<Vec<RequestRecord>>,
+        batches: RecordBatches,
         interval: Duration,
         stop: Arc<AtomicBool>,
     ) -> Result<(), AgentError> {
+        let poll = interval.min(Duration::from_millis(100));
+        let mut pending: Vec<RequestRecord> = Vec::new();
+        let mut flushed_at = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            let mut pending = Vec::new();
-            while let Ok(batch) = receiver.try_recv() {
-                pending.extend(batch);
+            while let Ok(mut batch) = batches.try_recv() {
+                pending.append(&mut batch);
+                batches.recycle(batch);
             }
-            self.export(&pending).await?;
+            let due = stopping || flushed_at.elapsed() >= interval;
+            let ready = if due {
+                pending.len()
+            } else {
+                pending.len() - pending.len() % self.batch_size
+            };
+            // Due with nothing new still exports: that replays the spool.
+            if ready > 0 || due {
+                self.export(&pending[..ready]).await?;
+                pending.drain(..ready);
+            }
+            if due {
+                flushed_at = Instant::now();
+            }
             if stopping {
                 return Ok(());
             }
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(poll).await;
         }
     }
 }
@@ -488,21 +506,21 @@ mod tests {
             port: 6379,
             pid: 1,
             process_name: "redis-server".into(),
-            service: String::new(),
-            instance: String::new(),
+            service: Default::default(),
+            instance: Default::default(),
         };
         RequestRecord {
             start_us: n,
             duration_us: 10,
             protocol: L7Protocol::Redis,
             request_type: "GET".into(),
-            resource: format!("GET k{n}"),
+            resource: format!("GET k{n}").into(),
             endpoint: "GET".into(),
             status: ResponseStatus::Ok,
             code: None,
             client: peer.clone(),
             server: peer,
-            trace_id: String::new(),
+            trace_id: Default::default(),
         }
     }
 
@@ -577,6 +595,37 @@ mod tests {
         sink.up.store(true, Ordering::Relaxed);
         exporter.export(&[]).await.expect("export");
         assert_eq!(*sink.stored.lock().expect("lock"), [1, 2]);
+    }
+
+    /// A full batch goes out at once, not at the next interval, so the
+    /// exporter holds about a batch at any rate; the rest goes out on stop.
+    #[tokio::test]
+    async fn full_batches_are_written_before_the_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink: &'static FlakySink = Box::leak(Box::default());
+        sink.up.store(true, Ordering::Relaxed);
+        let exporter = Exporter::new(sink, Spool::open(dir.path(), 1 << 20).expect("spool"), 10);
+        let (sender, batches) = RecordBatches::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = tokio::spawn(exporter.run(batches, Duration::from_secs(3600), stop.clone()));
+        sender.send((1..=14).map(record).collect()).expect("send");
+        sender.send((15..=25).map(record).collect()).expect("send");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.stored.lock().expect("lock").len() < 20 {
+            assert!(Instant::now() < deadline, "full batches were held back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            sink.stored.lock().expect("lock").len(),
+            20,
+            "the partial batch waits"
+        );
+        stop.store(true, Ordering::Relaxed);
+        run.await.expect("join").expect("run");
+        assert_eq!(
+            *sink.stored.lock().expect("lock"),
+            (1..=25).collect::<Vec<u64>>()
+        );
     }
 
     #[test]

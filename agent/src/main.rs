@@ -1,29 +1,31 @@
 //! The `vigil-agent` binary: `run` collects and exports, `check-config`
 //! validates a config file, `bench` measures the capture's overhead with
-//! redis-benchmark.
+//! redis-benchmark and mysqlslap.
 
-use std::collections::BTreeSet;
+mod bench;
+
 use std::path::PathBuf;
-use std::process::Command;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use bench::{bench, BenchOptions, Workload};
 use clap::{Parser, Subcommand};
-use vigil_agent::bpf::{ProbeOptions, Probes};
-use vigil_agent::capture::{Capture, CaptureSettings};
+use vigil_agent::bpf::{CaptureTrigger, ProbeOptions, Probes};
+use vigil_agent::capture::{Capture, CaptureSettings, RecordBatches};
 use vigil_agent::config::AgentConfig;
 use vigil_agent::container::{DockerClient, Identities};
 use vigil_agent::export::{check_schema, Exporter, Sink, Spool, VigilSink};
 use vigil_agent::limits::{parse_load15, CircuitBreaker, PauseReasons, SelfLimits};
 use vigil_agent::profile::Profiler;
 use vigil_agent::resources::{
-    children_cpu_us, clock_ticks, host_ip, read_usage, tcp_series, usage_series, ProcSampler,
+    clock_ticks, host_ip, read_usage, tcp_series, usage_series, ProcSampler,
 };
 use vigil_agent::AgentError;
 use vigil_model::{Profile, ResourceSeries, TimeRange, Timestamp};
-use vigil_store::clickhouse::ClickHouseStore;
+use vigil_store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 
 #[derive(Parser)]
 #[command(name = "vigil-agent", version, about = "Vigil's per-host eBPF agent")]
@@ -46,24 +48,56 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Overhead benchmark: redis-benchmark without and with the capture attached (root).
+    /// Overhead benchmark: redis-benchmark (and mysqlslap) without and with
+    /// the capture attached, alternating (root).
     Bench {
         /// Port of a running Redis.
         #[arg(long, default_value_t = 6379)]
         redis_port: u16,
-        /// Requests per redis-benchmark run.
+        /// Requests per redis-benchmark test (SET, then GET).
         #[arg(long, default_value_t = 200_000)]
         requests: u64,
         /// Parallel clients.
         #[arg(long, default_value_t = 50)]
         clients: u32,
+        /// Redis commands per round trip (redis-benchmark -P).
+        #[arg(long, default_value_t = 1)]
+        pipeline: u32,
         /// Runs per mode (alternating), at least 3.
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Also run mysqlslap against MariaDB/MySQL on this port (user/password `vigil`).
         #[arg(long)]
         mysql_port: Option<u16>,
+        /// Queries per mysqlslap run.
+        #[arg(long, default_value_t = 100_000)]
+        mysql_queries: u64,
+        /// What fires the capture (default: the best this kernel offers).
+        #[arg(long, value_enum)]
+        trigger: Option<TriggerArg>,
+        /// Also run the whole pipeline once, exporting into this ClickHouse
+        /// (database `vigil_bench`).
+        #[arg(long)]
+        clickhouse_url: Option<String>,
     },
+}
+
+/// `--trigger` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TriggerArg {
+    /// sock_recv_length / sock_send_length (kernel 6.5+).
+    Socket,
+    /// sys_exit (any BTF kernel).
+    SyscallExit,
+}
+
+impl From<TriggerArg> for CaptureTrigger {
+    fn from(arg: TriggerArg) -> Self {
+        match arg {
+            TriggerArg::Socket => Self::Socket,
+            TriggerArg::SyscallExit => Self::SyscallExit,
+        }
+    }
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<AgentConfig> {
@@ -104,24 +138,36 @@ async fn main() -> Result<()> {
             redis_port,
             requests,
             clients,
+            pipeline,
             runs,
             mysql_port,
+            mysql_queries,
+            trigger,
+            clickhouse_url,
         } => {
+            let options = BenchOptions {
+                runs: runs.max(3),
+                trigger: trigger.map(CaptureTrigger::from),
+                export: clickhouse_url.map(|url| ClickHouseConfig {
+                    url,
+                    database: "vigil_bench".to_owned(),
+                    ..ClickHouseConfig::default()
+                }),
+            };
             let redis = Workload::Redis {
                 port: redis_port,
                 requests,
                 clients,
+                pipeline: pipeline.max(1),
             };
-            bench(&redis, runs.max(3))?;
+            bench(&redis, &options).await?;
             if let Some(port) = mysql_port {
-                bench(
-                    &Workload::Mysql {
-                        port,
-                        queries: requests / 10,
-                        clients: 20,
-                    },
-                    runs.max(3),
-                )?;
+                let mysql = Workload::Mysql {
+                    port,
+                    queries: mysql_queries,
+                    clients: 20,
+                };
+                bench(&mysql, &options).await?;
             }
             Ok(())
         }
@@ -193,7 +239,7 @@ impl Target {
 fn spawn_exporter<S: Sink + 'static>(
     sink: S,
     config: &AgentConfig,
-    receiver: std::sync::mpsc::Receiver<Vec<vigil_model::RequestRecord>>,
+    receiver: RecordBatches,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     let exporter = Exporter::new(
@@ -397,260 +443,5 @@ fn telemetry_loop(
             minute = current;
         }
     }
-    Ok(())
-}
-
-/// Parses `redis-benchmark -q` output: requests per second summed over tests.
-fn benchmark_rps(output: &str) -> f64 {
-    output
-        .split(['\r', '\n'])
-        .filter_map(|line| {
-            let (_, rest) = line.split_once(": ")?;
-            rest.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .sum::<f64>()
-        / 2.0
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// A load generator and how to read its throughput.
-enum Workload {
-    /// `redis-benchmark -t set,get`.
-    Redis {
-        port: u16,
-        requests: u64,
-        clients: u32,
-    },
-    /// `mysqlslap` running `SELECT 1`.
-    Mysql {
-        port: u16,
-        queries: u64,
-        clients: u32,
-    },
-}
-
-impl Workload {
-    fn port(&self) -> u16 {
-        match self {
-            Self::Redis { port, .. } | Self::Mysql { port, .. } => *port,
-        }
-    }
-
-    /// Requests one run sends.
-    fn requests(&self) -> u64 {
-        match self {
-            Self::Redis { requests, .. } => requests * 2,
-            Self::Mysql { queries, .. } => *queries,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Self::Redis { requests, clients, .. } => format!("redis-benchmark -n {requests} -c {clients} -t set,get"),
-            Self::Mysql { queries, clients, .. } => format!("mysqlslap --concurrency={clients} --number-of-queries={queries} --query='SELECT 1'"),
-        }
-    }
-
-    /// Runs once; requests per second.
-    fn run(&self) -> Result<f64> {
-        match self {
-            Self::Redis {
-                port,
-                requests,
-                clients,
-            } => {
-                let out = Command::new("redis-benchmark")
-                    .args([
-                        "-q",
-                        "-p",
-                        &port.to_string(),
-                        "-n",
-                        &requests.to_string(),
-                        "-c",
-                        &clients.to_string(),
-                        "-t",
-                        "set,get",
-                    ])
-                    .output()
-                    .context("running redis-benchmark (apt-get install redis-tools)")?;
-                if !out.status.success() {
-                    bail!(
-                        "redis-benchmark failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                Ok(benchmark_rps(&String::from_utf8_lossy(&out.stdout)))
-            }
-            Self::Mysql {
-                port,
-                queries,
-                clients,
-            } => {
-                let out = Command::new("mysqlslap")
-                    .args([
-                        "--no-defaults",
-                        "-h127.0.0.1",
-                        &format!("-P{port}"),
-                        "-uvigil",
-                        "-pvigil",
-                    ])
-                    .arg(format!("--concurrency={clients}"))
-                    .arg(format!("--number-of-queries={queries}"))
-                    .args([
-                        "--iterations=1",
-                        "--query=SELECT 1",
-                        "--create-schema=vigil_test",
-                    ])
-                    .output()
-                    .context("running mysqlslap (apt-get install mariadb-client)")?;
-                if !out.status.success() {
-                    bail!("mysqlslap failed: {}", String::from_utf8_lossy(&out.stderr));
-                }
-                let text = String::from_utf8_lossy(&out.stdout);
-                let secs: f64 = text
-                    .lines()
-                    .find_map(|l| {
-                        l.trim()
-                            .strip_prefix("Average number of seconds to run all queries:")
-                    })
-                    .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-                    .context("mysqlslap printed no average time")?;
-                Ok(*queries as f64 / secs.max(1e-6))
-            }
-        }
-    }
-}
-
-/// CPU spent per request by the server processes and by the load generator in one run.
-#[derive(Clone, Copy, Debug, Default)]
-struct RunCost {
-    /// Requests per second.
-    throughput: f64,
-    /// Server CPU (all listening processes), µs per request.
-    server_us: f64,
-    /// Load generator CPU, µs per request.
-    client_us: f64,
-}
-
-/// Runs the workload once, measuring the CPU that the servers on its port
-/// and the load generator spend per request. CPU per request is steadier
-/// than throughput on a shared machine, and it says on which side a cost lands.
-fn measured_run(workload: &Workload, servers: &BTreeSet<u32>) -> Result<RunCost> {
-    let proc_root = std::path::Path::new("/proc");
-    let server_ticks = || -> u64 {
-        servers
-            .iter()
-            .filter_map(|pid| read_usage(proc_root, *pid))
-            .map(|u| u.cpu_ticks)
-            .sum()
-    };
-    let (server_before, client_before) = (server_ticks(), children_cpu_us());
-    let throughput = workload.run()?;
-    let (server_after, client_after) = (server_ticks(), children_cpu_us());
-    let requests = workload.requests().max(1) as f64;
-    Ok(RunCost {
-        throughput,
-        // Saturating: a server that exits mid-run takes its ticks with it.
-        server_us: server_after.saturating_sub(server_before) as f64 * 1e6
-            / clock_ticks() as f64
-            / requests,
-        client_us: client_after.saturating_sub(client_before) as f64 / requests,
-    })
-}
-
-fn bench(workload: &Workload, runs: usize) -> Result<()> {
-    let port = workload.port();
-    let me = std::process::id();
-    let root = std::path::Path::new("/proc");
-    // Found once, outside the measured runs: a scan costs the agent CPU too.
-    let servers = vigil_agent::listeners::listening_pids(root, &[port])?;
-    let (mut without, mut with) = (Vec::<RunCost>::new(), Vec::<RunCost>::new());
-    let mut drain_ns_per_event = Vec::new();
-    let (mut cpu_fraction, mut max_rss, mut lost, mut captured, mut sent) =
-        (Vec::new(), 0u64, 0u64, 0u64, 0u64);
-    for round in 0..runs {
-        without.push(measured_run(workload, &servers)?);
-        let (capture, receiver) =
-            Capture::start(CaptureSettings::for_ports(&[port]), Identities::default())?;
-        let consumer =
-            std::thread::spawn(move || receiver.iter().map(|b| b.len() as u64).sum::<u64>());
-        let before = read_usage(root, me).unwrap_or_default();
-        let started = std::time::Instant::now();
-        with.push(measured_run(workload, &servers)?);
-        let elapsed = started.elapsed().as_secs_f64();
-        std::thread::sleep(Duration::from_millis(300));
-        let after = read_usage(root, me).unwrap_or_default();
-        let counters = capture.counters.clone();
-        capture.stop();
-        let records = consumer
-            .join()
-            .map_err(|_| anyhow::anyhow!("consumer panicked"))?;
-        cpu_fraction
-            .push((after.cpu_ticks - before.cpu_ticks) as f64 / clock_ticks() as f64 / elapsed);
-        max_rss = max_rss.max(after.rss_bytes);
-        drain_ns_per_event.push(
-            counters.drain_cpu_ns.load(Ordering::Relaxed) as f64
-                / counters.events.load(Ordering::Relaxed).max(1) as f64,
-        );
-        lost += counters.ring_full.load(Ordering::Relaxed)
-            + counters.queue_drops.load(Ordering::Relaxed);
-        captured += records;
-        sent += workload.requests();
-        let (a, b) = (without[round], with[round]);
-        eprintln!(
-            "round {}: without {:.0} req/s (server {:.2} µs, client {:.2} µs per request), with {:.0} req/s (server {:.2} µs, client {:.2} µs), agent CPU {:.1}% of a core, {} of {} requests captured",
-            round + 1,
-            a.throughput, a.server_us, a.client_us,
-            b.throughput, b.server_us, b.client_us,
-            cpu_fraction[round] * 100.0,
-            records,
-            workload.requests()
-        );
-    }
-    let median_of = |runs: &[RunCost], field: fn(&RunCost) -> f64| {
-        let mut values: Vec<f64> = runs.iter().map(field).collect();
-        median(&mut values)
-    };
-    let (base, attached) = (
-        median_of(&without, |r| r.throughput),
-        median_of(&with, |r| r.throughput),
-    );
-    let (server_base, server_attached) = (
-        median_of(&without, |r| r.server_us),
-        median_of(&with, |r| r.server_us),
-    );
-    let (client_base, client_attached) = (
-        median_of(&without, |r| r.client_us),
-        median_of(&with, |r| r.client_us),
-    );
-    println!(
-        "{}, {runs} alternating runs per mode (medians)",
-        workload.describe()
-    );
-    println!("without agent: {base:.0} req/s");
-    println!("with agent:    {attached:.0} req/s");
-    println!("ratio:         {:.3}", attached / base);
-    println!(
-        "server CPU:    {server_base:.2} µs/request without, {server_attached:.2} with (ratio {:.3})",
-        server_base / server_attached.max(1e-9)
-    );
-    println!(
-        "client CPU:    {client_base:.2} µs/request without, {client_attached:.2} with (ratio {:.3})",
-        client_base / client_attached.max(1e-9)
-    );
-    println!(
-        "agent CPU:     {:.1}% of a core (median over attached runs)",
-        median(&mut cpu_fraction) * 100.0
-    );
-    println!(
-        "agent drain:   {:.0} ns of CPU per event to read and parse (median)",
-        median(&mut drain_ns_per_event)
-    );
-    println!("agent RSS:     {:.1} MiB (max)", max_rss as f64 / 1048576.0);
-    println!("captured:      {captured} of {sent} requests; kernel/queue drops: {lost}");
     Ok(())
 }

@@ -31,6 +31,12 @@ pub fn clock_ticks() -> u64 {
     crate::sys::clock_ticks()
 }
 
+/// CPU time of this whole process (every thread), ns: precise, unlike the
+/// clock ticks of `/proc/PID/stat`.
+pub fn process_cpu_ns() -> u64 {
+    crate::sys::process_cpu_ns()
+}
+
 /// CPU time (user + system) of this process's waited-for children, µs.
 pub fn children_cpu_us() -> u64 {
     crate::sys::children_cpu_us()

@@ -12,6 +12,12 @@ pub(crate) fn thread_cpu_ns() -> u64 {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// CPU time of the calling process, all threads, in nanoseconds
+/// (CLOCK_PROCESS_CPUTIME_ID).
+pub(crate) fn process_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 /// `clock`'s time in nanoseconds (0 if the clock cannot be read).
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {

@@ -5,11 +5,11 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `VIGIL_WIRE_VERSION` in `ebpf/vigil.h`.
-pub const WIRE_VERSION: u32 = 2;
+pub const WIRE_VERSION: u32 = 3;
 /// `sizeof(struct vigil_l7_event)`: the longest record.
-pub const L7_EVENT_SIZE: usize = 744;
+pub const L7_EVENT_SIZE: usize = 736;
 /// `L7_HEADER_SIZE`: where a record's request bytes start.
-pub const L7_HEADER_SIZE: usize = 104;
+pub const L7_HEADER_SIZE: usize = 96;
 /// `REQ_CAP`: request bytes the kernel keeps.
 pub const REQ_CAP: usize = 256;
 /// `RESP_CAP`: response bytes the kernel keeps.
@@ -29,8 +29,6 @@ pub struct L7Event<'a> {
     pub req_ts_ns: u64,
     /// CLOCK_MONOTONIC ns when the response started.
     pub resp_ts_ns: u64,
-    /// cgroup v2 id of the server.
-    pub cgroup_id: u64,
     /// Server process (tgid).
     pub pid: u32,
     /// Server thread.
@@ -79,19 +77,19 @@ fn addr(family: u16, raw: &[u8]) -> IpAddr {
 
 fn comm(raw: &[u8]) -> Cow<'_, str> {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end])
+    crate::l7::text(&raw[..end])
 }
 
 impl<'a> L7Event<'a> {
     /// Parses one ring-buffer record; `None` when it is not an L7 event of
     /// this layout or is shorter than its header says.
     pub fn parse(b: &'a [u8]) -> Option<Self> {
-        if b.len() < L7_HEADER_SIZE || u32_at(b, 24) != 1 {
+        if b.len() < L7_HEADER_SIZE || u32_at(b, 16) != 1 {
             return None;
         }
-        let family = u16_at(b, 36);
-        let req_len = usize::from(u16_at(b, 42));
-        let resp_len = usize::from(u16_at(b, 44));
+        let family = u16_at(b, 28);
+        let req_len = usize::from(u16_at(b, 34));
+        let resp_len = usize::from(u16_at(b, 36));
         if req_len > REQ_CAP * 2 || resp_len > RESP_CAP {
             return None;
         }
@@ -103,14 +101,13 @@ impl<'a> L7Event<'a> {
         Some(Self {
             req_ts_ns: u64_at(b, 0),
             resp_ts_ns: u64_at(b, 8),
-            cgroup_id: u64_at(b, 16),
-            pid: u32_at(b, 28),
-            tid: u32_at(b, 32),
-            local: (addr(family, &b[56..72]), u16_at(b, 38)),
-            remote: (addr(family, &b[72..88]), u16_at(b, 40)),
-            req_total: u32_at(b, 48),
-            resp_total: u32_at(b, 52),
-            comm: comm(&b[88..104]),
+            pid: u32_at(b, 20),
+            tid: u32_at(b, 24),
+            local: (addr(family, &b[48..64]), u16_at(b, 30)),
+            remote: (addr(family, &b[64..80]), u16_at(b, 32)),
+            req_total: u32_at(b, 40),
+            resp_total: u32_at(b, 44),
+            comm: comm(&b[80..96]),
             req: &b[L7_HEADER_SIZE..req_end],
             resp: &b[req_end..resp_end],
         })
@@ -205,17 +202,17 @@ mod tests {
         let mut b = vec![0u8; L7_HEADER_SIZE + 5];
         b[0..8].copy_from_slice(&100u64.to_le_bytes());
         b[8..16].copy_from_slice(&300u64.to_le_bytes());
-        b[24..28].copy_from_slice(&1u32.to_le_bytes());
-        b[28..32].copy_from_slice(&42u32.to_le_bytes());
+        b[16..20].copy_from_slice(&1u32.to_le_bytes());
+        b[20..24].copy_from_slice(&42u32.to_le_bytes());
+        b[28..30].copy_from_slice(&2u16.to_le_bytes());
+        b[30..32].copy_from_slice(&6379u16.to_le_bytes());
+        b[32..34].copy_from_slice(&50000u16.to_le_bytes());
+        b[34..36].copy_from_slice(&3u16.to_le_bytes());
         b[36..38].copy_from_slice(&2u16.to_le_bytes());
-        b[38..40].copy_from_slice(&6379u16.to_le_bytes());
-        b[40..42].copy_from_slice(&50000u16.to_le_bytes());
-        b[42..44].copy_from_slice(&3u16.to_le_bytes());
-        b[44..46].copy_from_slice(&2u16.to_le_bytes());
-        b[56..60].copy_from_slice(&[127, 0, 0, 1]);
-        b[72..76].copy_from_slice(&[10, 0, 0, 2]);
-        b[88..93].copy_from_slice(b"redis");
-        b[104..109].copy_from_slice(b"abc+O");
+        b[48..52].copy_from_slice(&[127, 0, 0, 1]);
+        b[64..68].copy_from_slice(&[10, 0, 0, 2]);
+        b[80..85].copy_from_slice(b"redis");
+        b[96..101].copy_from_slice(b"abc+O");
         let e = L7Event::parse(&b).expect("event");
         assert_eq!(e.pid, 42);
         assert_eq!(e.local, ("127.0.0.1".parse().expect("ip"), 6379));

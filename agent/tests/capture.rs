@@ -128,8 +128,14 @@ fn http_request_with(trigger: CaptureTrigger) {
 
 #[test]
 fn paused_capture_records_nothing_and_resumes() {
+    for trigger in common::triggers() {
+        paused_capture_with(trigger);
+    }
+}
+
+fn paused_capture_with(trigger: CaptureTrigger) {
     let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
-    let (capture, mut records) = common::capture(&[port], true);
+    let (capture, mut records) = common::capture_with(&[port], true, Some(trigger));
     let redis = |args: &[&str]| {
         let out = Command::new("redis-cli")
             .args(["-p", &port.to_string()])
@@ -153,20 +159,37 @@ fn paused_capture_records_nothing_and_resumes() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    let server_processes = || {
-        capture
-            .counters
-            .server_processes
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
-    assert_eq!(server_processes(), 1, "the scan finds the one redis-server");
+    let load =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::SeqCst);
+    let (ports, servers) = (
+        &capture.counters.capture_ports,
+        &capture.counters.server_processes,
+    );
+    // Only the syscall-exit trigger needs the list of server processes.
+    let scanned = u64::from(trigger == CaptureTrigger::SyscallExit);
+    assert_eq!(load(ports), 1);
+    assert_eq!(
+        load(servers),
+        scanned,
+        "{trigger:?}: the scan finds the one redis-server"
+    );
     capture.set_paused(true);
     wait_state(1);
-    assert_eq!(server_processes(), 0, "paused: no process is looked at");
+    assert_eq!(load(ports), 0, "{trigger:?}: paused, no port is captured");
+    assert_eq!(
+        load(servers),
+        0,
+        "{trigger:?}: paused, no process is looked at"
+    );
     redis(&["GET", "paused_probe"]);
     capture.set_paused(false);
     wait_state(0);
-    assert_eq!(server_processes(), 1, "resumed: the scan runs again");
+    assert_eq!(load(ports), 1);
+    assert_eq!(
+        load(servers),
+        scanned,
+        "{trigger:?}: resumed, the scan runs again"
+    );
     redis(&["GET", "resumed_probe"]);
     records.wait_for(Duration::from_secs(10), |r| {
         r.resource == "GET resumed_probe"
@@ -177,22 +200,28 @@ fn paused_capture_records_nothing_and_resumes() {
             .take_seen()
             .iter()
             .all(|r| r.resource != "GET paused_probe"),
-        "a request was captured while paused"
+        "{trigger:?}: a request was captured while paused"
     );
     capture.stop();
 }
 
-/// Only processes serving a capture port are traced. A fork-per-connection
-/// server (socat) that starts after the capture is captured all the same,
-/// long before the next scan: the kernel follows its listen() and the fork
-/// that serves each connection.
+/// A fork-per-connection server (socat) that starts after the capture is
+/// captured. Where the kernel traces only listed server processes (the
+/// syscall-exit trigger), that is long before the next scan: the kernel
+/// follows its listen() and the fork that serves each connection.
 #[test]
 fn a_forking_server_started_after_the_capture_is_captured() {
+    for trigger in common::triggers() {
+        forking_server_with(trigger);
+    }
+}
+
+fn forking_server_with(trigger: CaptureTrigger) {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let (capture, mut records) = common::capture(&[port], true);
+    let (capture, mut records) = common::capture_with(&[port], true, Some(trigger));
     // socat reads its own escapes in SYSTEM:, so the response comes from a file.
     let response = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(
@@ -315,4 +344,45 @@ print(int(think * 1e6), flush=True)
     assert_eq!(record.server.process_name, "python3");
     assert_close(record.duration_us, think_us as f64 / 1000.0, trigger);
     capture.stop();
+}
+
+/// `pids` narrows the capture to those processes, whatever the trigger: the
+/// socket trigger then checks the kernel's process set too.
+#[test]
+fn pids_narrow_the_capture_to_those_processes() {
+    let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
+    let redis_pid = *vigil_agent::listeners::listening_pids(std::path::Path::new("/proc"), &[port])
+        .expect("scan")
+        .first()
+        .expect("redis-server listens");
+    let start = |pids: Vec<u32>| {
+        common::require_root();
+        let mut settings = vigil_agent::capture::CaptureSettings::for_ports(&[port]);
+        settings.pids = pids;
+        settings.drain_interval = Duration::from_millis(50);
+        let (capture, batches) = vigil_agent::capture::Capture::start(
+            settings,
+            vigil_agent::container::Identities::default(),
+        )
+        .expect("eBPF programs load and attach");
+        (capture, common::Records::new(batches))
+    };
+    let (redis_capture, mut redis_records) = start(vec![redis_pid]);
+    // pid 1 serves no capture port: nothing of Redis's is captured.
+    let (other_capture, mut other_records) = start(vec![1]);
+    let key = format!("narrowed_{}", common::unique_letters());
+    common::redis_commands(port, &format!("GET {key}\n"));
+    redis_records.wait_for(Duration::from_secs(10), |r| {
+        r.resource == format!("GET {key}").as_str()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        other_records
+            .take_seen()
+            .iter()
+            .all(|r| r.server.pid != redis_pid),
+        "a capture narrowed to pid 1 captured redis-server"
+    );
+    redis_capture.stop();
+    other_capture.stop();
 }

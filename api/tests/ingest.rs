@@ -72,22 +72,22 @@ fn record(
         ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
         port,
         pid,
-        process_name: name.to_owned(),
-        service: String::new(),
-        instance: String::new(),
+        process_name: name.to_owned().into(),
+        service: Default::default(),
+        instance: Default::default(),
     };
     RequestRecord {
         start_us: u64::try_from(at_s).expect("time") * 1_000_000 + u64::from(client_port),
         duration_us: ms * 1000,
         protocol: L7Protocol::Redis,
-        request_type: command.to_owned(),
-        resource: format!("{command} cart:*"),
-        endpoint: command.to_owned(),
+        request_type: command.to_owned().into(),
+        resource: format!("{command} cart:*").into(),
+        endpoint: command.to_owned().into(),
         status,
         code: None,
         client: peer(client_port, 77, "checkout"),
         server: peer(6379, 9, "redis-server"),
-        trace_id: String::new(),
+        trace_id: Default::default(),
     }
 }
 

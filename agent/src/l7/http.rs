@@ -1,9 +1,9 @@
 //! HTTP/1.x: method, path grouped by its first N segments (query cut), status,
 //! and `X-Request-Id` (or a W3C `traceparent` trace id) as the trace id.
 
-use vigil_model::{L7Protocol, ResponseStatus};
+use vigil_model::{L7Protocol, ResponseStatus, SmolStr, SmolStrBuilder};
 
-use super::{ParseOptions, Parsed};
+use super::{text, ParseOptions, Parsed};
 
 const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE",
@@ -18,49 +18,50 @@ pub fn looks_like(req: &[u8]) -> bool {
 
 /// `/api/v1/users/42?x=1` with 2 segments → `/api/v1`; numeric segments
 /// within the kept ones become `*`.
-pub fn group_path(path: &str, segments: usize) -> String {
+pub fn group_path(path: &str, segments: usize) -> SmolStr {
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    let kept: Vec<&str> = path
+    let mut grouped = SmolStrBuilder::new();
+    for segment in path
         .split('/')
         .filter(|s| !s.is_empty())
         .take(segments.max(1))
-        .map(|s| {
-            if s.chars().all(|c| c.is_ascii_digit()) {
-                "*"
-            } else {
-                s
-            }
-        })
-        .collect();
-    format!("/{}", kept.join("/"))
+    {
+        grouped.push('/');
+        grouped.push_str(if segment.bytes().all(|c| c.is_ascii_digit()) {
+            "*"
+        } else {
+            segment
+        });
+    }
+    let grouped = grouped.finish();
+    if grouped.is_empty() {
+        SmolStr::new_static("/")
+    } else {
+        grouped
+    }
 }
 
 /// Parses the request line and headers in `req`, the status line in `resp`.
 pub fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Option<Parsed> {
-    let text = String::from_utf8_lossy(req);
-    let mut lines = text.split("\r\n");
+    let request = text(req);
+    let mut lines = request.split("\r\n");
     let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_owned();
+    let method = request_line.next()?;
     let target = request_line.next().unwrap_or("/");
-    let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
-    let mut trace_id = String::new();
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let mut trace_id = "";
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let name = name.trim();
         if name.eq_ignore_ascii_case("x-request-id") {
-            trace_id = value.trim().to_owned();
+            trace_id = value.trim();
         } else if name.eq_ignore_ascii_case("traceparent") && trace_id.is_empty() {
-            trace_id = value
-                .trim()
-                .split('-')
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
+            trace_id = value.trim().split('-').nth(1).unwrap_or_default();
         }
     }
-    let resp_text = String::from_utf8_lossy(resp);
+    let resp_text = text(resp);
     let code: Option<i32> = resp_text
         .strip_prefix("HTTP/")
         .and_then(|rest| rest.split(' ').nth(1))
@@ -73,12 +74,12 @@ pub fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Option<Parsed> 
     };
     Some(Parsed {
         protocol: L7Protocol::Http,
-        request_type: method,
-        resource: path.clone(),
-        endpoint: group_path(&path, options.http_path_segments),
+        request_type: SmolStr::new(method),
+        resource: SmolStr::new(path),
+        endpoint: group_path(path, options.http_path_segments),
         status,
         code,
-        trace_id,
+        trace_id: SmolStr::new(trace_id),
     })
 }
 

@@ -8,7 +8,19 @@ pub mod mysql;
 pub mod redis;
 pub mod sql;
 
-use vigil_model::{L7Protocol, ResponseStatus};
+use std::borrow::Cow;
+
+use vigil_model::{L7Protocol, ResponseStatus, SmolStr};
+
+/// `bytes` as text, borrowed when they are valid UTF-8 (the common case,
+/// checked with `str::from_utf8`'s fast path), with U+FFFD for invalid bytes
+/// otherwise.
+pub fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
 
 /// What a parser made of one request and its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,17 +28,17 @@ pub struct Parsed {
     /// Protocol.
     pub protocol: L7Protocol,
     /// HTTP method, SQL verb or Redis command.
-    pub request_type: String,
+    pub request_type: SmolStr,
     /// Normalised resource.
-    pub resource: String,
+    pub resource: SmolStr,
     /// Endpoint (grouped path, statement shape, command).
-    pub endpoint: String,
+    pub endpoint: SmolStr,
     /// Outcome.
     pub status: ResponseStatus,
     /// Protocol code (HTTP status, MySQL error number).
     pub code: Option<i32>,
     /// Trace or request id carried by the request; empty when none.
-    pub trace_id: String,
+    pub trace_id: SmolStr,
 }
 
 /// Which protocols to parse and how.
@@ -61,6 +73,9 @@ impl Default for ParseOptions {
 pub struct Parser {
     options: ParseOptions,
     statements: mysql::Statements,
+    /// Where resources and shapes are built before they become [`SmolStr`]s,
+    /// reused across events (most fit inline, so an event allocates nothing).
+    scratch: String,
 }
 
 impl Parser {
@@ -68,7 +83,7 @@ impl Parser {
     pub fn new(options: ParseOptions) -> Self {
         Self {
             options,
-            statements: mysql::Statements::default(),
+            ..Self::default()
         }
     }
 
@@ -84,12 +99,20 @@ impl Parser {
         out: &mut Vec<Parsed>,
     ) {
         let options = &self.options;
+        let scratch = &mut self.scratch;
         if options.http && http::looks_like(req) {
             out.extend(http::parse(req, resp, options));
         } else if options.redis && redis::looks_like(req) {
-            redis::parse_into(req, resp, options, out);
+            redis::parse_into(req, resp, options, scratch, out);
         } else if options.mysql && mysql::looks_like(req) {
-            out.extend(mysql::parse(req, resp, options, conn, &mut self.statements));
+            out.extend(mysql::parse(
+                req,
+                resp,
+                options,
+                conn,
+                &mut self.statements,
+                scratch,
+            ));
         }
     }
 }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use vigil_model::{L7Protocol, ResponseStatus};
+use vigil_model::{format_smolstr, L7Protocol, ResponseStatus, SmolStr};
 
-use super::{sql, ParseOptions, Parsed};
+use super::{sql, text, ParseOptions, Parsed};
 
 const COM_QUIT: u8 = 0x01;
 const COM_INIT_DB: u8 = 0x02;
@@ -31,13 +31,13 @@ pub type ConnKey = (u32, IpAddr, u16);
 /// Prepared statements seen per connection, bounded.
 #[derive(Debug, Default)]
 pub struct Statements {
-    by_id: HashMap<(ConnKey, u32), (String, String)>,
+    by_id: HashMap<(ConnKey, u32), (SmolStr, SmolStr)>,
 }
 
 impl Statements {
     const MAX: usize = 65_536;
 
-    fn remember(&mut self, key: (ConnKey, u32), verb: String, shape: String) {
+    fn remember(&mut self, key: (ConnKey, u32), verb: SmolStr, shape: SmolStr) {
         if self.by_id.len() >= Self::MAX {
             self.by_id.clear();
         }
@@ -107,13 +107,15 @@ fn reply(resp: &[u8]) -> (ResponseStatus, Option<i32>, Option<u32>) {
 }
 
 /// Parses the first command in `req` that expects a reply (commands without
-/// one, such as COM_STMT_CLOSE, are skipped), with its reply.
+/// one, such as COM_STMT_CLOSE, are skipped), with its reply. Shapes are
+/// built in `scratch`.
 pub fn parse(
     req: &[u8],
     resp: &[u8],
     options: &ParseOptions,
     conn: ConnKey,
     statements: &mut Statements,
+    scratch: &mut String,
 ) -> Option<Parsed> {
     let (seq, payload) = packets(req).find(|(seq, payload)| {
         *seq == 0
@@ -124,35 +126,37 @@ pub fn parse(
     })?;
     debug_assert_eq!(seq, 0);
     let (status, code, stmt_id) = reply(resp);
-    let text = |body: &[u8]| String::from_utf8_lossy(body).into_owned();
+    let mut statement = |body: &[u8]| {
+        let sql_text = text(body);
+        sql::shape_into(&sql_text, options.obfuscate, scratch);
+        (sql::verb(&sql_text), SmolStr::new(&*scratch))
+    };
+    let fixed = |verb: &'static str, shape: &'static str| {
+        (SmolStr::new_static(verb), SmolStr::new_static(shape))
+    };
     let (request_type, shape) = match payload[0] {
-        COM_QUERY => {
-            let statement = text(&payload[1..]);
-            (
-                sql::verb(&statement),
-                sql::shape(&statement, options.obfuscate),
-            )
-        }
+        COM_QUERY => statement(&payload[1..]),
         COM_STMT_PREPARE => {
-            let statement = text(&payload[1..]);
-            let verb = sql::verb(&statement);
-            let shape = sql::shape(&statement, options.obfuscate);
+            let (verb, shape) = statement(&payload[1..]);
             if let (Some(id), ResponseStatus::Ok) = (stmt_id, status) {
                 statements.remember((conn, id), verb, shape.clone());
             }
-            ("PREPARE".to_owned(), shape)
+            (SmolStr::new_static("PREPARE"), shape)
         }
         COM_STMT_EXECUTE if payload.len() >= 5 => {
             let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
             match statements.by_id.get(&(conn, id)) {
                 Some((verb, shape)) => (verb.clone(), shape.clone()),
-                None => ("EXECUTE".to_owned(), format!("EXECUTE statement {id}")),
+                None => (
+                    SmolStr::new_static("EXECUTE"),
+                    format_smolstr!("EXECUTE statement {id}"),
+                ),
             }
         }
-        COM_PING => ("PING".to_owned(), "PING".to_owned()),
-        COM_INIT_DB => ("USE".to_owned(), "USE ?".to_owned()),
-        COM_STMT_RESET => ("RESET".to_owned(), "STMT RESET".to_owned()),
-        COM_RESET_CONNECTION => ("RESET".to_owned(), "RESET CONNECTION".to_owned()),
+        COM_PING => fixed("PING", "PING"),
+        COM_INIT_DB => fixed("USE", "USE ?"),
+        COM_STMT_RESET => fixed("RESET", "STMT RESET"),
+        COM_RESET_CONNECTION => fixed("RESET", "RESET CONNECTION"),
         _ => return None,
     };
     Some(Parsed {
@@ -162,7 +166,7 @@ pub fn parse(
         endpoint: shape,
         status,
         code,
-        trace_id: String::new(),
+        trace_id: SmolStr::default(),
     })
 }
 
@@ -192,6 +196,7 @@ mod tests {
             &ParseOptions::default(),
             conn(),
             &mut Statements::default(),
+            &mut String::new(),
         )
         .expect("parsed");
         assert_eq!(parsed.request_type, "SELECT");
@@ -209,6 +214,7 @@ mod tests {
             &ParseOptions::default(),
             conn(),
             &mut Statements::default(),
+            &mut String::new(),
         )
         .expect("parsed");
         assert_eq!(parsed.code, Some(1064));
@@ -220,6 +226,7 @@ mod tests {
             &ParseOptions::default(),
             conn(),
             &mut Statements::default(),
+            &mut String::new(),
         )
         .expect("parsed");
         assert_eq!(parsed.status, ResponseStatus::ServerError);
@@ -236,6 +243,7 @@ mod tests {
             &ParseOptions::default(),
             conn(),
             &mut statements,
+            &mut String::new(),
         )
         .expect("prepare");
         assert_eq!(parsed.request_type, "PREPARE");
@@ -250,6 +258,7 @@ mod tests {
             &ParseOptions::default(),
             conn(),
             &mut statements,
+            &mut String::new(),
         )
         .expect("execute");
         assert_eq!(parsed.request_type, "UPDATE");

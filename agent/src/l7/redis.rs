@@ -2,9 +2,9 @@
 //! are never kept), outcome from the reply type. A pipeline gives one entry per
 //! command, each matched to its reply when that reply is in the first chunk.
 
-use vigil_model::{L7Protocol, ResponseStatus};
+use vigil_model::{L7Protocol, ResponseStatus, SmolStr, StrExt};
 
-use super::{ParseOptions, Parsed};
+use super::{text, ParseOptions, Parsed};
 
 /// Whether `req` starts like a RESP command (`*<n>\r\n$`).
 pub fn looks_like(req: &[u8]) -> bool {
@@ -195,9 +195,9 @@ pub fn push_key_pattern(key: &[u8], out: &mut String) {
             b':' | b'.' | b'/' | b'_' | b'-' | b'{' | b'}' | b'|' | b'#'
         )
     };
-    // One UTF-8 check for the whole key (borrowed when valid). Separators are
-    // ASCII, so cutting there never splits a character.
-    let key = String::from_utf8_lossy(key);
+    // One UTF-8 check for the whole key. Separators are ASCII, so cutting
+    // there never splits a character.
+    let key = text(key);
     let push = |segment: &str, out: &mut String| {
         out.push_str(if id_like(segment.as_bytes()) {
             "*"
@@ -216,8 +216,20 @@ pub fn push_key_pattern(key: &[u8], out: &mut String) {
     push(&key[start..], out);
 }
 
-/// Every command in `req`, paired with the replies found in `resp`, appended to `out`.
-pub fn parse_into(req: &[u8], resp: &[u8], options: &ParseOptions, out: &mut Vec<Parsed>) {
+/// A command's name in upper case (inline: names are short).
+fn command_name(name: &[u8]) -> SmolStr {
+    text(name).to_ascii_uppercase_smolstr()
+}
+
+/// Every command in `req`, paired with the replies found in `resp`, appended
+/// to `out`. Resources are built in `scratch`.
+pub fn parse_into(
+    req: &[u8],
+    resp: &[u8],
+    options: &ParseOptions,
+    scratch: &mut String,
+    out: &mut Vec<Parsed>,
+) {
     let first = out.len();
     let mut pos = 0;
     let mut reply_pos = Some(0);
@@ -231,20 +243,23 @@ pub fn parse_into(req: &[u8], resp: &[u8], options: &ParseOptions, out: &mut Vec
         else {
             break;
         };
-        let mut name = String::from_utf8_lossy(name).into_owned();
-        name.make_ascii_uppercase();
+        let name = command_name(name);
         let key = key.filter(|_| !KEYLESS.contains(&name.as_str()));
-        // `NAME key-pattern`, built in place.
-        let mut resource = String::with_capacity(name.len() + 1 + key.map_or(0, <[u8]>::len));
-        resource.push_str(&name);
-        if let Some(key) = key {
-            resource.push(' ');
-            if options.obfuscate {
-                push_key_pattern(key, &mut resource);
-            } else {
-                resource.push_str(&String::from_utf8_lossy(key));
+        let resource = match key {
+            Some(key) => {
+                // `NAME key-pattern`
+                scratch.clear();
+                scratch.push_str(&name);
+                scratch.push(' ');
+                if options.obfuscate {
+                    push_key_pattern(key, scratch);
+                } else {
+                    scratch.push_str(&text(key));
+                }
+                SmolStr::new(&*scratch)
             }
-        }
+            None => name.clone(),
+        };
         let (status, after) = match reply_pos.and_then(|at| reply(resp, at)) {
             Some((status, after)) => (status, Some(after)),
             None => (ResponseStatus::Ok, None),
@@ -257,7 +272,7 @@ pub fn parse_into(req: &[u8], resp: &[u8], options: &ParseOptions, out: &mut Vec
             endpoint: name,
             status,
             code: None,
-            trace_id: String::new(),
+            trace_id: SmolStr::default(),
         });
         if !complete || out.len() - first >= 256 {
             break;
@@ -272,7 +287,7 @@ mod tests {
 
     fn parse(req: &[u8], resp: &[u8], options: &ParseOptions) -> Vec<Parsed> {
         let mut out = Vec::new();
-        parse_into(req, resp, options, &mut out);
+        parse_into(req, resp, options, &mut String::new(), &mut out);
         out
     }
 

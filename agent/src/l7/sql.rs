@@ -1,86 +1,92 @@
 //! SQL statement shapes: literals become `?`, whitespace collapses, `IN (?, ?, …)`
 //! lists fold to `IN (?)`, so one shape stands for every call of a statement.
 
-/// The statement with string and number literals replaced by `?`.
-pub fn shape(sql: &str, obfuscate: bool) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = 0;
+use vigil_model::{SmolStr, StrExt};
+
+/// Appends `sql`'s shape to `out` (cleared first): with `obfuscate`, string
+/// and number literals become `?` and `?, ?` lists fold to one `?`.
+pub fn shape_into(sql: &str, obfuscate: bool, out: &mut String) {
+    out.clear();
+    let mut chars = sql.chars().peekable();
     let mut last_space = true;
-    while i < chars.len() {
-        let c = chars[i];
+    while let Some(c) = chars.next() {
         if c.is_whitespace() {
             if !last_space {
                 out.push(' ');
                 last_space = true;
             }
-            i += 1;
             continue;
         }
         last_space = false;
         if obfuscate && (c == '\'' || c == '"') {
             // A quoted literal ('' and \' escape the quote); a truncated one ends the text.
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '\\' {
-                    i += 2;
-                    continue;
-                }
-                if chars[i] == c {
-                    if chars.get(i + 1) == Some(&c) {
-                        i += 2;
-                        continue;
+            while let Some(inner) = chars.next() {
+                if inner == '\\' {
+                    chars.next();
+                } else if inner == c {
+                    if chars.peek() != Some(&c) {
+                        break;
                     }
-                    break;
+                    chars.next();
                 }
-                i += 1;
             }
-            i += 1;
-            out.push('?');
+            push_placeholder(out, obfuscate);
             continue;
         }
         let prev_ident = out
             .chars()
-            .last()
+            .next_back()
             .is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '.' || p == '`' || p == '$');
         if obfuscate && c.is_ascii_digit() && !prev_ident {
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-            out.push('?');
+            while chars
+                .next_if(|n| n.is_ascii_alphanumeric() || *n == '.')
+                .is_some()
+            {}
+            push_placeholder(out, obfuscate);
             continue;
         }
-        out.push(c);
-        i += 1;
+        if c == '?' {
+            push_placeholder(out, obfuscate);
+        } else {
+            out.push(c);
+        }
     }
-    let mut shaped = out.trim().trim_end_matches(';').trim_end().to_owned();
-    if obfuscate {
-        shaped = fold_lists(&shaped);
-    }
-    shaped
+    let end = out.trim_end().trim_end_matches(';').trim_end().len();
+    out.truncate(end);
 }
 
-/// `(?, ?, ?)` → `(?)`.
-fn fold_lists(s: &str) -> String {
-    let mut out = s.to_owned();
-    while out.contains("?, ?") || out.contains("?,?") {
-        out = out.replace("?, ?", "?").replace("?,?", "?");
+/// Pushes a `?`; with `fold`, a `?` right after `?, ` or `?,` replaces the
+/// separator instead (`(?, ?, ?)` → `(?)`).
+fn push_placeholder(out: &mut String, fold: bool) {
+    if fold {
+        for separator in ["?, ", "?,"] {
+            if out.ends_with(separator) {
+                out.truncate(out.len() - separator.len() + 1);
+                return;
+            }
+        }
     }
-    out
+    out.push('?');
 }
 
 /// The statement's verb in upper case (`SELECT`, `INSERT`, …).
-pub fn verb(sql: &str) -> String {
+pub fn verb(sql: &str) -> SmolStr {
     sql.trim_start_matches(|c: char| c.is_whitespace() || c == '(')
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or_default()
-        .to_ascii_uppercase()
+        .to_ascii_uppercase_smolstr()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shape(sql: &str, obfuscate: bool) -> String {
+        let mut out = String::new();
+        shape_into(sql, obfuscate, &mut out);
+        out
+    }
 
     #[test]
     fn literals_become_placeholders() {
@@ -107,6 +113,17 @@ mod tests {
     #[test]
     fn no_obfuscation_keeps_values() {
         assert_eq!(shape("SELECT  1", false), "SELECT 1");
+    }
+
+    #[test]
+    fn placeholders_fold_like_lists_of_literals() {
+        assert_eq!(
+            shape("INSERT INTO t VALUES (?, ?,?), ('a', 2)", true),
+            "INSERT INTO t VALUES (?), (?)"
+        );
+        assert_eq!(shape("SELECT ? , ?", true), "SELECT ? , ?");
+        assert_eq!(shape("SELECT 'unterminated", true), "SELECT ?");
+        assert_eq!(shape("SELECT 1;  ", true), "SELECT ?");
     }
 
     #[test]

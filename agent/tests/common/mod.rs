@@ -1,11 +1,10 @@
 //! Shared helpers of the agent's root tests.
 #![allow(dead_code)] // reason: each test binary uses a different subset of the helpers.
 
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use vigil_agent::bpf::CaptureTrigger;
-use vigil_agent::capture::{Capture, CaptureSettings};
+use vigil_agent::capture::{Capture, CaptureSettings, RecordBatches};
 use vigil_agent::container::Identities;
 use vigil_model::RequestRecord;
 
@@ -77,13 +76,13 @@ pub fn capture_with(
 
 /// Captured records, with those not yet matched kept for later waits.
 pub struct Records {
-    receiver: Receiver<Vec<RequestRecord>>,
+    receiver: RecordBatches,
     backlog: Vec<RequestRecord>,
 }
 
 impl Records {
     /// Wraps a capture's receiver.
-    pub fn new(receiver: Receiver<Vec<RequestRecord>>) -> Self {
+    pub fn new(receiver: RecordBatches) -> Self {
         Self {
             receiver,
             backlog: Vec::new(),
@@ -98,8 +97,8 @@ impl Records {
         std::mem::take(&mut self.backlog)
     }
 
-    /// The receiver back (for a consumer such as the exporter).
-    pub fn into_receiver(self) -> Receiver<Vec<RequestRecord>> {
+    /// The batches back (for a consumer such as the exporter).
+    pub fn into_receiver(self) -> RecordBatches {
         self.receiver
     }
 

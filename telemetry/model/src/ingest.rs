@@ -318,8 +318,8 @@ pub fn aggregate_records(records: &[RequestRecord], options: &AggregateOptions) 
                     (
                         server.clone(),
                         record.protocol,
-                        record.request_type.clone(),
-                        record.resource.clone(),
+                        record.request_type.to_string(),
+                        record.resource.to_string(),
                     ),
                 ))
                 .or_insert_with(|| (Group::default(), 0.0));
@@ -337,12 +337,12 @@ pub fn aggregate_records(records: &[RequestRecord], options: &AggregateOptions) 
                     client: Some(client.clone()),
                     server: server.clone(),
                     protocol: record.protocol,
-                    request_type: record.request_type.clone(),
-                    resource: record.resource.clone(),
+                    request_type: record.request_type.to_string(),
+                    resource: record.resource.to_string(),
                     duration_ms,
                     status: record.status,
                     code: record.code,
-                    trace_id: (!record.trace_id.is_empty()).then(|| record.trace_id.clone()),
+                    trace_id: (!record.trace_id.is_empty()).then(|| record.trace_id.to_string()),
                 });
         }
         clients
@@ -415,6 +415,7 @@ mod tests {
     use super::*;
     use crate::record::Peer;
     use crate::signal::ResponseStatus;
+    use smol_str::SmolStr;
 
     fn peer(ip: [u8; 4], port: u16, pid: u32, name: &str) -> Peer {
         Peer {
@@ -422,8 +423,8 @@ mod tests {
             port,
             pid,
             process_name: name.into(),
-            service: String::new(),
-            instance: String::new(),
+            service: SmolStr::default(),
+            instance: SmolStr::default(),
         }
     }
 
@@ -445,7 +446,7 @@ mod tests {
             code: None,
             client,
             server,
-            trace_id: String::new(),
+            trace_id: SmolStr::default(),
         }
     }
 

@@ -40,6 +40,7 @@ pub use signal::{
     RequestPoint, RequestSample, RequestSeries, ResourceMetric, ResourceSeries, ResponseStatus,
     Series, StatementStats,
 };
+pub use smol_str::{format_smolstr, SmolStr, SmolStrBuilder, StrExt};
 pub use source::{
     EntityFilter, SampleQuery, SeriesQuery, SourceError, StatementOrder, StatementQuery,
     StatementStepQuery, TelemetrySource,

@@ -1,8 +1,13 @@
 //! One observed request, as an eBPF agent or a tracer sees it on the wire.
+//!
+//! Text fields are [`SmolStr`]s: names, commands and most key patterns fit
+//! inline (23 bytes) and longer text is shared, so building or cloning a
+//! record allocates little; the agent builds one per request on the wire.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::entity::L7Protocol;
 use crate::signal::ResponseStatus;
@@ -17,12 +22,12 @@ pub struct Peer {
     /// Process id; 0 when not known (seen from the network only).
     pub pid: u32,
     /// Kernel process name (`comm`).
-    pub process_name: String,
+    pub process_name: SmolStr,
     /// Service name when the peer declared one (OpenTelemetry `service.name`) or
     /// the agent resolved one (the container name); empty when unknown.
-    pub service: String,
+    pub service: SmolStr,
     /// Instance name (OpenTelemetry `service.instance.id`, container id); empty when unknown.
-    pub instance: String,
+    pub instance: SmolStr,
 }
 
 /// One request and its response.
@@ -35,11 +40,11 @@ pub struct RequestRecord {
     /// Protocol.
     pub protocol: L7Protocol,
     /// HTTP method, SQL verb or Redis command.
-    pub request_type: String,
+    pub request_type: SmolStr,
     /// Normalised resource (URL path grouped, SQL with literals as `?`, Redis key pattern).
-    pub resource: String,
+    pub resource: SmolStr,
     /// Endpoint the request belongs to (grouped path, statement shape, command).
-    pub endpoint: String,
+    pub endpoint: SmolStr,
     /// Outcome.
     pub status: ResponseStatus,
     /// Protocol-level code (HTTP status, MySQL error number).
@@ -49,5 +54,5 @@ pub struct RequestRecord {
     /// Callee.
     pub server: Peer,
     /// Distributed trace id; empty when none.
-    pub trace_id: String,
+    pub trace_id: SmolStr,
 }

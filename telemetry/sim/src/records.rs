@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use vigil_model::{L7Protocol, Peer, RequestRecord, ResponseStatus, TimeRange};
+use vigil_model::{
+    format_smolstr, L7Protocol, Peer, RequestRecord, ResponseStatus, SmolStr, TimeRange,
+};
 
 use crate::engine::MinuteState;
 use crate::estate::Estate;
@@ -94,28 +96,28 @@ impl<'a> RequestRecords<'a> {
             start_us: minute_start_us + rng.gen_range(0..60_000_000u64),
             duration_us: (duration_ms * 1000.0).round().max(1.0) as u64,
             protocol: L7Protocol::Http,
-            request_type: operation.request_type.clone(),
-            resource: operation.resource.clone(),
-            endpoint: format!("{} {}", operation.request_type, operation.resource),
+            request_type: operation.request_type.as_str().into(),
+            resource: operation.resource.as_str().into(),
+            endpoint: format_smolstr!("{} {}", operation.request_type, operation.resource),
             status,
             code,
             client: Peer {
                 ip: IpAddr::V4(INGRESS_IP),
                 port: rng.gen_range(32_768..61_000),
                 pid: 0,
-                process_name: "ingress".to_owned(),
-                service: String::new(),
-                instance: String::new(),
+                process_name: "ingress".into(),
+                service: SmolStr::default(),
+                instance: SmolStr::default(),
             },
             server: Peer {
                 ip: IpAddr::V4(layout.hosts[instance.host].ip),
                 port: node.port,
                 pid: instance.pid,
-                process_name: node.process_name.clone(),
-                service: node.name.clone(),
-                instance: instance.name.clone(),
+                process_name: node.process_name.as_str().into(),
+                service: node.name.as_str().into(),
+                instance: instance.name.as_str().into(),
             },
-            trace_id: format!("{:032x}", rng.gen::<u128>()),
+            trace_id: format_smolstr!("{:032x}", rng.gen::<u128>()),
         }
     }
 
@@ -209,28 +211,28 @@ impl<'a> RequestRecords<'a> {
             start_us: minute_start_us + rng.gen_range(0..60_000_000u64),
             duration_us: (duration_ms * 1000.0).round().max(1.0) as u64,
             protocol,
-            request_type: operation.request_type.clone(),
-            resource: operation.resource.clone(),
-            endpoint,
+            request_type: operation.request_type.as_str().into(),
+            resource: operation.resource.as_str().into(),
+            endpoint: endpoint.into(),
             status,
             code,
             client: Peer {
                 ip: IpAddr::V4(layout.hosts[client_instance.host].ip),
                 port: rng.gen_range(32_768..61_000),
                 pid: client_instance.pid,
-                process_name: client.process_name.clone(),
-                service: client.name.clone(),
-                instance: client_instance.name.clone(),
+                process_name: client.process_name.as_str().into(),
+                service: client.name.as_str().into(),
+                instance: client_instance.name.as_str().into(),
             },
             server: Peer {
                 ip: IpAddr::V4(server_ip),
                 port: server.port,
                 pid: server_pid,
-                process_name: server.process_name.clone(),
-                service: server_service,
-                instance: server_instance,
+                process_name: server.process_name.as_str().into(),
+                service: server_service.into(),
+                instance: server_instance.into(),
             },
-            trace_id,
+            trace_id: trace_id.into(),
         }
     }
 }

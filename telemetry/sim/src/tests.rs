@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use vigil_model::{
     EntityId, EntityKind, EventKind, FaultKind, RelationKind, RequestMetric, ResourceMetric,
-    TelemetryBatch, TimeRange, Timestamp,
+    SmolStr, TelemetryBatch, TimeRange, Timestamp,
 };
 
 use crate::{Estate, FaultSpec, SimConfig, SimError, DEFAULT_START};
@@ -486,7 +486,7 @@ fn records_look_like_deepflow_rows() {
     assert!(!http.server.service.is_empty() && !http.trace_id.is_empty());
     assert_eq!(http.code, Some(200));
     // At most per_edge_minute per edge and minute.
-    let mut per_edge: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
+    let mut per_edge: BTreeMap<(SmolStr, SmolStr, u64), usize> = BTreeMap::new();
     for r in &records {
         let key = (
             r.client.instance.clone(),

@@ -254,15 +254,30 @@ impl ClickHouseStore {
     /// Inserts `rows` into `table` (a backquoted or plain `db.table` name) as one batch.
     async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), ClickHouseError>
     where
-        T: clickhouse::RowOwned + clickhouse::RowWrite,
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Sync,
     {
-        if rows.is_empty() {
+        self.insert_rows::<T, &T>(table, rows).await
+    }
+
+    /// Inserts `rows` into `table` as one batch, each serialised as it comes:
+    /// rows built on the fly may borrow their text from the caller's data.
+    async fn insert_rows<'r, T, R>(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = R, IntoIter: Send> + Send,
+    ) -> Result<(), ClickHouseError>
+    where
+        T: clickhouse::RowWrite,
+        R: std::borrow::Borrow<T::Value<'r>> + Send,
+    {
+        let mut rows = rows.into_iter().peekable();
+        if rows.peek().is_none() {
             return Ok(());
         }
         let work = async {
             let mut insert = self.client.insert_unescaped::<T>(table).await?;
             for row in rows {
-                insert.write(row).await?;
+                insert.write(row.borrow()).await?;
             }
             insert.end().await
         };

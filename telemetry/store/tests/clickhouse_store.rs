@@ -65,9 +65,9 @@ fn peer(ip_last: u8, port: u16, pid: u32, process: &str, service: &str) -> Peer 
         ip: ip(ip_last),
         port,
         pid,
-        process_name: process.to_owned(),
-        service: service.to_owned(),
-        instance: String::new(),
+        process_name: process.to_owned().into(),
+        service: service.to_owned().into(),
+        instance: Default::default(),
     }
 }
 
@@ -82,14 +82,14 @@ fn record(
         start_us: u64::try_from(at_secs).expect("positive") * 1_000_000,
         duration_us: duration_ms * 1000,
         protocol,
-        request_type: "GET".to_owned(),
-        resource: "/orders".to_owned(),
-        endpoint: "GET /orders".to_owned(),
+        request_type: "GET".into(),
+        resource: "/orders".into(),
+        endpoint: "GET /orders".into(),
         status: ResponseStatus::Ok,
         code: Some(200),
         client: client.clone(),
         server: server.clone(),
-        trace_id: String::new(),
+        trace_id: Default::default(),
     }
 }
 
@@ -137,8 +137,8 @@ fn scenario() -> Vec<RequestRecord> {
     }
     for i in 1..=10u64 {
         let mut r = record(T0 + 5, i * 10, &api_as_client, &mysql, L7Protocol::Mysql);
-        r.request_type = "SELECT".to_owned();
-        r.resource = "SELECT * FROM orders WHERE id = ?".to_owned();
+        r.request_type = "SELECT".into();
+        r.resource = "SELECT * FROM orders WHERE id = ?".into();
         r.endpoint = r.resource.clone();
         r.code = None;
         records.push(r);

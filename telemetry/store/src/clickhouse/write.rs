@@ -3,6 +3,7 @@
 //! insert per table through the crate's typed `insert`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::net::IpAddr;
 
 use vigil_model::{
@@ -36,6 +37,46 @@ const PROTOCOL_TCP: u8 = 6;
 /// Response, in DeepFlow's l7 `type`.
 const TYPE_SESSION: u8 = 2;
 
+/// The `agent_requests` row of `record`, borrowing its text. A named function,
+/// not a closure: an iterator of closure-built rows is not `Send` across the
+/// insert's awaits (rust-lang/rust#64552).
+fn agent_row(record: &RequestRecord) -> AgentRequestRow<'_> {
+    let addresses = addresses(record.client.ip, record.server.ip);
+    AgentRequestRow {
+        time: secs_of_us(record.start_us),
+        start_time: record.start_us,
+        response_duration: record.duration_us,
+        is_ipv4: addresses.is_ipv4,
+        ip4_0: addresses.ip4[0],
+        ip4_1: addresses.ip4[1],
+        ip6_0: addresses.ip6[0],
+        ip6_1: addresses.ip6[1],
+        client_port: record.client.port,
+        server_port: record.server.port,
+        l7_protocol: record.protocol.deepflow_code(),
+        request_type: &record.request_type,
+        request_resource: &record.resource,
+        endpoint: &record.endpoint,
+        response_status: record.status.deepflow_code(),
+        response_code: record.code,
+        signal_source: SIGNAL_EBPF,
+        observation_point: "s-p",
+        process_id_0: pid_i32(record.client.pid),
+        process_id_1: pid_i32(record.server.pid),
+        gprocess_id_0: gprocess_id(record.client.ip, record.client.pid),
+        gprocess_id_1: gprocess_id(record.server.ip, record.server.pid),
+        process_kname_0: &record.client.process_name,
+        process_kname_1: &record.server.process_name,
+        container_name_0: &record.client.service,
+        container_name_1: &record.server.service,
+        container_id_0: &record.client.instance,
+        container_id_1: &record.server.instance,
+        app_service: "",
+        app_instance: "",
+        trace_id: &record.trace_id,
+    }
+}
+
 /// Addresses of both sides in DeepFlow's columns: `is_ipv4`, `ip4_0/1`, `ip6_0/1`.
 struct Addresses {
     is_ipv4: u8,
@@ -65,18 +106,51 @@ fn v6_octets(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// A stand-in for DeepFlow's global process id: stable per (ip, pid), 0 when the pid is unknown.
+/// A stand-in for DeepFlow's global process id: stable per (ip, pid), 0 when
+/// the pid is unknown. FNV-1a of the text `{ip}#{pid}`, hashed as it is
+/// written (one per agent row: no `String` is built).
 fn gprocess_id(ip: IpAddr, pid: u32) -> u32 {
     if pid == 0 {
         return 0;
     }
-    let mut hash: u32 = 0x811c_9dc5;
-    let text = format!("{ip}#{pid}");
-    for byte in text.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
+    let mut hash = Fnv1a(0x811c_9dc5);
+    let mut digits = itoa::Buffer::new();
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    hash.add(b".");
+                }
+                hash.add(digits.format(octet).as_bytes());
+            }
+        }
+        // IPv6 text has zero compression rules: let Display write it.
+        IpAddr::V6(_) => {
+            let _ = write!(hash, "{ip}");
+        }
     }
-    hash.max(1)
+    hash.add(b"#");
+    hash.add(digits.format(pid).as_bytes());
+    hash.0.max(1)
+}
+
+/// 32-bit FNV-1a over whatever is written to it.
+struct Fnv1a(u32);
+
+impl Fnv1a {
+    fn add(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u32::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0193);
+        }
+    }
+}
+
+impl std::fmt::Write for Fnv1a {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.add(text.as_bytes());
+        Ok(())
+    }
 }
 
 fn secs_of_us(us: u64) -> u32 {
@@ -176,8 +250,8 @@ impl ClickHouseStore {
                 (
                     "s-app",
                     SIGNAL_OTEL,
-                    record.server.service.clone(),
-                    record.server.instance.clone(),
+                    record.server.service.to_string(),
+                    record.server.instance.to_string(),
                 )
             } else {
                 ("s-p", SIGNAL_EBPF, String::new(), String::new())
@@ -204,10 +278,10 @@ impl ClickHouseStore {
                     l7_protocol: record.protocol.deepflow_code(),
                     l7_protocol_str: record.protocol.name(),
                     kind: TYPE_SESSION,
-                    request_type: record.request_type.clone(),
+                    request_type: record.request_type.to_string(),
                     request_domain: String::new(),
-                    request_resource: record.resource.clone(),
-                    endpoint: record.endpoint.clone(),
+                    request_resource: record.resource.to_string(),
+                    endpoint: record.endpoint.to_string(),
                     response_status: record.status.deepflow_code(),
                     response_code: record.code,
                     response_exception: String::new(),
@@ -215,11 +289,11 @@ impl ClickHouseStore {
                     observation_point: observation_point.to_owned(),
                     process_id_0: pid_i32(record.client.pid),
                     process_id_1: pid_i32(record.server.pid),
-                    process_kname_0: record.client.process_name.clone(),
-                    process_kname_1: record.server.process_name.clone(),
+                    process_kname_0: record.client.process_name.to_string(),
+                    process_kname_1: record.server.process_name.to_string(),
                     gprocess_id_0: gpids[0],
                     gprocess_id_1: gpids[1],
-                    trace_id: record.trace_id.clone(),
+                    trace_id: record.trace_id.to_string(),
                     span_id: String::new(),
                     app_service: app_service.clone(),
                     app_instance: app_instance.clone(),
@@ -236,7 +310,7 @@ impl ClickHouseStore {
                     signal_source,
                     app_service,
                     app_instance,
-                    endpoint: record.endpoint.clone(),
+                    endpoint: record.endpoint.to_string(),
                     gprocess_id: gpids,
                 };
                 maps.entry(key).or_default().add(record);
@@ -370,47 +444,11 @@ impl ClickHouseStore {
         &self,
         records: &[RequestRecord],
     ) -> Result<(), ClickHouseError> {
-        let rows: Vec<AgentRequestRow> = records
-            .iter()
-            .map(|record| {
-                let addresses = addresses(record.client.ip, record.server.ip);
-                AgentRequestRow {
-                    time: secs_of_us(record.start_us),
-                    start_time: record.start_us,
-                    response_duration: record.duration_us,
-                    is_ipv4: addresses.is_ipv4,
-                    ip4_0: addresses.ip4[0],
-                    ip4_1: addresses.ip4[1],
-                    ip6_0: addresses.ip6[0],
-                    ip6_1: addresses.ip6[1],
-                    client_port: record.client.port,
-                    server_port: record.server.port,
-                    l7_protocol: record.protocol.deepflow_code(),
-                    request_type: record.request_type.clone(),
-                    request_resource: record.resource.clone(),
-                    endpoint: record.endpoint.clone(),
-                    response_status: record.status.deepflow_code(),
-                    response_code: record.code,
-                    signal_source: SIGNAL_EBPF,
-                    observation_point: "s-p".to_owned(),
-                    process_id_0: pid_i32(record.client.pid),
-                    process_id_1: pid_i32(record.server.pid),
-                    gprocess_id_0: gprocess_id(record.client.ip, record.client.pid),
-                    gprocess_id_1: gprocess_id(record.server.ip, record.server.pid),
-                    process_kname_0: record.client.process_name.clone(),
-                    process_kname_1: record.server.process_name.clone(),
-                    container_name_0: record.client.service.clone(),
-                    container_name_1: record.server.service.clone(),
-                    container_id_0: record.client.instance.clone(),
-                    container_id_1: record.server.instance.clone(),
-                    app_service: String::new(),
-                    app_instance: String::new(),
-                    trace_id: record.trace_id.clone(),
-                }
-            })
-            .collect();
-        self.insert(&self.vigil_table(&schema::AGENT_REQUESTS), &rows)
-            .await
+        self.insert_rows::<AgentRequestRow<'static>, _>(
+            &self.vigil_table(&schema::AGENT_REQUESTS),
+            records.iter().map(agent_row),
+        )
+        .await
     }
 
     /// Writes resource series into `resource_metrics`: one row per entity and
@@ -584,5 +622,37 @@ impl vigil_model::TelemetryIngest for ClickHouseStore {
             resources: batch.resources.len(),
             minutes: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The id as first defined: FNV-1a of the formatted text. Stored ids must
+    /// not change, or one process would have two across an upgrade.
+    fn reference(ip: IpAddr, pid: u32) -> u32 {
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in format!("{ip}#{pid}").bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        hash.max(1)
+    }
+
+    #[test]
+    fn gprocess_ids_hash_the_address_and_pid_text() {
+        for (ip, pid) in [
+            ("127.0.0.1", 1),
+            ("10.0.255.7", 4_294_967_295),
+            ("0.0.0.0", 42),
+            ("::1", 7),
+            ("2001:db8::8a2e:370:7334", 31_337),
+            ("::ffff:192.0.2.1", 9),
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(gprocess_id(ip, pid), reference(ip, pid), "{ip}#{pid}");
+        }
+        assert_eq!(gprocess_id("10.0.0.1".parse().expect("ip"), 0), 0);
     }
 }
