@@ -102,9 +102,10 @@ struct {
 	__type(value, __u8);
 } profile_pids SEC(".maps");
 
+/* L7 events; userspace sets the size (capture.ring_buffer_mib). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 * 1024 * 1024);
+	__uint(max_entries, 4 * 1024 * 1024);
 } events SEC(".maps");
 
 struct {

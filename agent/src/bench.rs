@@ -219,7 +219,8 @@ struct Attached {
     agent_ns_per_request: f64,
     /// The capture thread's CPU per kernel event, ns.
     drain_ns_per_event: f64,
-    rss_bytes: u64,
+    /// This process's peak resident memory so far (VmHWM).
+    peak_rss_bytes: u64,
     /// Records the capture produced.
     records: u64,
     /// Events the kernel or the queue dropped.
@@ -269,13 +270,21 @@ async fn attached_run(
         agent_cores: cpu_ns / 1e9 / elapsed,
         agent_ns_per_request: cpu_ns / workload.requests().max(1) as f64,
         drain_ns_per_event: counters.drain_cpu_ns.load(Ordering::Relaxed) as f64 / events,
-        rss_bytes: read_usage(Path::new("/proc"), std::process::id())
-            .unwrap_or_default()
-            .rss_bytes,
+        peak_rss_bytes: peak_rss_bytes(),
         records: counters.records.load(Ordering::Relaxed),
         lost: counters.ring_full.load(Ordering::Relaxed)
             + counters.queue_drops.load(Ordering::Relaxed),
     })
+}
+
+/// This process's peak resident memory (VmHWM), bytes; 0 if unreadable.
+fn peak_rss_bytes() -> u64 {
+    procfs::process::Process::myself()
+        .and_then(|me| me.status())
+        .ok()
+        .and_then(|status| status.vmhwm)
+        .unwrap_or(0)
+        * 1024
 }
 
 /// Percent of a core that `ns_per_request` of CPU is at `REFERENCE_RATE`.
@@ -350,8 +359,8 @@ pub async fn bench(workload: &Workload, options: &BenchOptions) -> Result<()> {
         of_attached(|a| a.drain_ns_per_event)
     );
     println!(
-        "agent RSS:      {:.1} MiB (max)",
-        with.iter().map(|a| a.rss_bytes).max().unwrap_or(0) as f64 / 1048576.0
+        "agent RSS:      {:.1} MiB (peak, VmHWM)",
+        with.iter().map(|a| a.peak_rss_bytes).max().unwrap_or(0) as f64 / 1048576.0
     );
     println!(
         "captured:       {} of {sent} requests; kernel/queue drops: {}",
@@ -397,14 +406,14 @@ async fn export_run(
     let run = run?;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     println!(
-        "with export into ClickHouse {} (database {}): {:.0} req/s, agent {:.1}% of a core; {:.0} ns/request, so {:.1}% at {REFERENCE_RATE:.0} req/s; RSS {:.1} MiB",
+        "with export into ClickHouse {} (database {}): {:.0} req/s, agent {:.1}% of a core; {:.0} ns/request, so {:.1}% at {REFERENCE_RATE:.0} req/s; peak RSS {:.1} MiB",
         config.url,
         config.database,
         run.cost.throughput,
         run.agent_cores * 100.0,
         run.agent_ns_per_request,
         percent_at_reference(run.agent_ns_per_request),
-        run.rss_bytes as f64 / 1048576.0,
+        run.peak_rss_bytes as f64 / 1048576.0,
     );
     println!(
         "stored:         {} of {} captured ({} requests sent); spooled {}, dropped {}, kernel/queue drops {}",

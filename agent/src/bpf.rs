@@ -94,6 +94,8 @@ pub struct ProbeOptions {
     pub follow_servers: bool,
     /// Never capture the agent's own process (off only in tests that serve from it).
     pub exclude_self: bool,
+    /// Size of the L7 ring buffer, bytes (a power of two, at least a page).
+    pub ring_buffer_bytes: u32,
     /// Ring-buffer fill in bytes at which the kernel wakes userspace.
     pub wakeup_bytes: u64,
     /// Sample on-CPU stacks at this frequency (Hz per CPU); `None` for no profiling.
@@ -111,6 +113,7 @@ impl Default for ProbeOptions {
             narrow_to_pids: false,
             follow_servers: true,
             exclude_self: true,
+            ring_buffer_bytes: 4 << 20,
             wakeup_bytes: 256 * 1024,
             profile_hz: None,
             tcp: false,
@@ -205,6 +208,7 @@ impl Probes {
             .override_global("filter_pids", &u32::from(filters_by_process), true)
             .override_global("follow_servers", &u32::from(follow_servers), true)
             .override_global("wakeup_bytes", &options.wakeup_bytes, true)
+            .map_max_entries("events", options.ring_buffer_bytes)
             .load(OBJECT)
             .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
         if let (Some(btf), Some(trigger)) = (&btf, trigger) {
@@ -263,6 +267,8 @@ impl Probes {
             ring_wakeups,
         };
         probes.set_server_ports(&options.server_ports)?;
+        // The BTF parsed for loading is freed now; give its pages back.
+        crate::sys::release_free_memory();
         Ok(probes)
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{
     self, Receiver, RecvError, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
 };
@@ -61,25 +61,36 @@ pub struct CaptureCounters {
 pub struct RecordBatches {
     batches: Receiver<Vec<RequestRecord>>,
     spare: SyncSender<Vec<RequestRecord>>,
+    /// Records sent and not yet received: what bounds the queue.
+    queued: Arc<AtomicUsize>,
 }
 
 /// Emptied batches kept for reuse.
 const SPARE_BATCHES: usize = 4;
+/// Batches the channel holds at most (records are bounded by `queue_records`).
+const QUEUE_BATCHES: usize = 4096;
 
 impl RecordBatches {
     /// The next batch, waiting for it.
     pub fn recv(&self) -> Result<Vec<RequestRecord>, RecvError> {
-        self.batches.recv()
+        self.batches.recv().map(|batch| self.dequeued(batch))
     }
 
     /// The next batch, waiting up to `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<RequestRecord>, RecvTimeoutError> {
-        self.batches.recv_timeout(timeout)
+        self.batches
+            .recv_timeout(timeout)
+            .map(|batch| self.dequeued(batch))
     }
 
     /// The next batch if one is queued.
     pub fn try_recv(&self) -> Result<Vec<RequestRecord>, TryRecvError> {
-        self.batches.try_recv()
+        self.batches.try_recv().map(|batch| self.dequeued(batch))
+    }
+
+    fn dequeued(&self, batch: Vec<RequestRecord>) -> Vec<RequestRecord> {
+        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        batch
     }
 
     /// Batches fed by the returned sender instead of a capture (tests of consumers).
@@ -87,7 +98,16 @@ impl RecordBatches {
     pub(crate) fn channel(capacity: usize) -> (SyncSender<Vec<RequestRecord>>, Self) {
         let (sender, batches) = mpsc::sync_channel(capacity);
         let (spare, _) = mpsc::sync_channel(SPARE_BATCHES);
-        (sender, Self { batches, spare })
+        // Records sent this way are not counted in: start above what tests receive.
+        let queued = Arc::new(AtomicUsize::new(usize::MAX / 2));
+        (
+            sender,
+            Self {
+                batches,
+                spare,
+                queued,
+            },
+        )
     }
 
     /// Hands a batch back to be filled again (what it still holds is dropped).
@@ -116,8 +136,9 @@ pub struct CaptureSettings {
     pub probes: ProbeOptions,
     /// Parsers.
     pub parse: ParseOptions,
-    /// Batches (one per drain) the export queue holds.
-    pub queue_batches: usize,
+    /// Records the export queue holds; a drain's batch that would pass this
+    /// is dropped whole (and counted).
+    pub queue_records: usize,
     /// How often to drain.
     pub drain_interval: Duration,
     /// When non-empty, capture only these pids (those serving a capture port);
@@ -139,7 +160,7 @@ impl CaptureSettings {
                 ..ProbeOptions::default()
             },
             parse: ParseOptions::default(),
-            queue_batches: 4096,
+            queue_records: 65_536,
             drain_interval: Duration::from_millis(100),
             pids: Vec::new(),
             server_scan: Duration::from_secs(10),
@@ -192,8 +213,10 @@ impl Capture {
             );
             BTreeSet::new()
         };
-        let (sender, receiver) = mpsc::sync_channel(settings.queue_batches.max(1));
+        // The channel's own bound is only a backstop: `queued` bounds records.
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_BATCHES);
         let (spare, spares) = mpsc::sync_channel(SPARE_BATCHES);
+        let queued = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CaptureCounters::default());
@@ -206,14 +229,23 @@ impl Capture {
         let collector = Collector::new(settings.parse.clone(), identities);
         let trigger = probes.trigger();
         let thread = {
-            let (stop, paused, counters) = (stop.clone(), paused.clone(), counters.clone());
+            let (stop, paused, counters, queued) = (
+                stop.clone(),
+                paused.clone(),
+                counters.clone(),
+                queued.clone(),
+            );
             std::thread::Builder::new()
                 .name("vigil-capture".into())
                 .spawn(move || {
                     run(
                         probes,
                         collector,
-                        (sender, spares),
+                        Queue {
+                            sender,
+                            spares,
+                            queued,
+                        },
                         &settings,
                         servers,
                         &stop,
@@ -234,6 +266,7 @@ impl Capture {
             RecordBatches {
                 batches: receiver,
                 spare,
+                queued: queued.clone(),
             },
         ))
     }
@@ -266,11 +299,18 @@ impl Drop for Capture {
     }
 }
 
+/// The capture thread's end of [`RecordBatches`].
+struct Queue {
+    sender: SyncSender<Vec<RequestRecord>>,
+    spares: Receiver<Vec<RequestRecord>>,
+    queued: Arc<AtomicUsize>,
+}
+
 #[allow(clippy::too_many_arguments)] // reason: the loop's whole state, passed once from `start`
 fn run(
     mut probes: Probes,
     mut collector: Collector,
-    (sender, spares): (SyncSender<Vec<RequestRecord>>, Receiver<Vec<RequestRecord>>),
+    queue: Queue,
     settings: &CaptureSettings,
     mut last_scan: BTreeSet<u32>,
     stop: &AtomicBool,
@@ -321,7 +361,8 @@ fn run(
             rescan(&mut probes, servers, true, &mut last_scan, counters);
             scanned_at = Instant::now();
         }
-        let mut batch = spares
+        let mut batch = queue
+            .spares
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(batch_capacity));
         let drain_started = crate::sys::thread_cpu_ns();
@@ -344,14 +385,20 @@ fn run(
             .ring_full
             .store(probes.stats().ring_full, Ordering::Relaxed);
         if !batch.is_empty() {
-            let n = batch.len() as u64;
-            counters.records.fetch_add(n, Ordering::Relaxed);
-            match sender.try_send(batch) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    counters.queue_drops.fetch_add(n, Ordering::Relaxed);
+            let n = batch.len();
+            counters.records.fetch_add(n as u64, Ordering::Relaxed);
+            if queue.queued.load(Ordering::Relaxed) + n > settings.queue_records {
+                counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
+            } else {
+                queue.queued.fetch_add(n, Ordering::Relaxed);
+                match queue.sender.try_send(batch) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        queue.queued.fetch_sub(n, Ordering::Relaxed);
+                        counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
-                Err(TrySendError::Disconnected(_)) => return,
             }
         }
         if stopping {

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vigil_model::{Peer, RequestRecord, SmolStr};
 
 use crate::container::Identities;
-use crate::l7::{ParseOptions, Parsed, Parser};
+use crate::l7::{text, ParseOptions, Parsed, Parser};
 use crate::wire::L7Event;
 
 /// Turns L7 events into request records.
@@ -64,7 +64,7 @@ impl Collector {
             server.pid == event.pid
                 && server.port == event.local.1
                 && server.ip == event.local.0
-                && server.process_name == *event.comm
+                && server.process_name.as_bytes() == event.comm
         });
         if let Some(server) = known {
             return server.clone();
@@ -74,7 +74,7 @@ impl Collector {
             ip: event.local.0,
             port: event.local.1,
             pid: event.pid,
-            process_name: SmolStr::new(&event.comm),
+            process_name: SmolStr::new(text(event.comm)),
             service: container
                 .as_ref()
                 .map(|c| SmolStr::new(&c.name))
@@ -122,7 +122,17 @@ impl Collector {
             service: SmolStr::default(),
             instance: SmolStr::default(),
         };
-        for p in parsed.drain(..) {
+        // Every record but the last gets copies of the peers; the last takes them.
+        let last = parsed.len() - 1;
+        let mut peers = Some((client, server));
+        for (i, p) in parsed.drain(..).enumerate() {
+            let Some((client, server)) = (if i == last {
+                peers.take()
+            } else {
+                peers.clone()
+            }) else {
+                break;
+            };
             out.push(RequestRecord {
                 start_us,
                 duration_us,
@@ -132,8 +142,8 @@ impl Collector {
                 endpoint: p.endpoint,
                 status: p.status,
                 code: p.code,
-                client: client.clone(),
-                server: server.clone(),
+                client,
+                server,
                 trace_id: p.trace_id,
             });
         }

@@ -45,7 +45,9 @@ pub struct CaptureConfig {
     /// listening sockets and followed as it forks.
     pub pids: Vec<u32>,
     /// Seconds between scans for processes listening on the capture ports
-    /// (listen() and fork() are followed in the kernel between scans).
+    /// (listen() and fork() are followed in the kernel between scans). Only
+    /// where the kernel captures listed processes: with `pids`, or on kernels
+    /// older than 6.5 (the syscall-exit trigger).
     pub server_scan_secs: u64,
     /// Enabled L7 protocols: `http`, `mysql`, `redis`.
     pub protocols: Vec<String>,
@@ -53,6 +55,10 @@ pub struct CaptureConfig {
     pub obfuscate_protocols: Vec<String>,
     /// HTTP paths are grouped by this many leading segments.
     pub http_path_segments: usize,
+    /// Size of the kernel's L7 ring buffer, MiB (a power of two). The agent
+    /// is woken every `wakeup_bytes`, so the rest is slack for its stalls;
+    /// it is mapped into the agent, so it counts in its resident memory.
+    pub ring_buffer_mib: u32,
     /// Ring-buffer fill (bytes) at which the kernel wakes the agent early.
     pub wakeup_bytes: u64,
     /// How often the agent drains the ring buffer, milliseconds.
@@ -69,6 +75,7 @@ impl Default for CaptureConfig {
             protocols: vec!["http".into(), "mysql".into(), "redis".into()],
             obfuscate_protocols: vec!["mysql".into(), "redis".into()],
             http_path_segments: 2,
+            ring_buffer_mib: 4,
             wakeup_bytes: 256 * 1024,
             drain_interval_ms: 100,
         }
@@ -408,6 +415,21 @@ impl AgentConfig {
         if self.capture.server_scan_secs == 0 {
             return problem("capture.server_scan_secs", "must be at least 1");
         }
+        let ring = self.capture.ring_buffer_mib;
+        if !ring.is_power_of_two() || ring > 1024 {
+            return problem(
+                "capture.ring_buffer_mib",
+                &format!("{ring} is not a power of two from 1 to 1024"),
+            );
+        }
+        if self.capture.wakeup_bytes == 0 || self.capture.wakeup_bytes >= u64::from(ring) << 20 {
+            return problem(
+                "capture.wakeup_bytes",
+                &format!(
+                    "must be above 0 and below the ring buffer's {ring} MiB (capture.ring_buffer_mib)"
+                ),
+            );
+        }
         if self.export.batch_size == 0 {
             return problem("export.batch_size", "must be at least 1");
         }
@@ -478,6 +500,18 @@ mod tests {
         );
         let err = AgentConfig::from_yaml("profile:\n  process_matcher: '('\n").expect_err("regex");
         assert!(err.to_string().contains("profile.process_matcher"), "{err}");
+    }
+
+    #[test]
+    fn ring_buffer_sizes_are_checked() {
+        let err = AgentConfig::from_yaml("capture:\n  ring_buffer_mib: 3\n").expect_err("not 2^n");
+        assert!(err.to_string().contains("capture.ring_buffer_mib"), "{err}");
+        let err =
+            AgentConfig::from_yaml("capture:\n  ring_buffer_mib: 1\n  wakeup_bytes: 1048576\n")
+                .expect_err("wake-up past the ring");
+        assert!(err.to_string().contains("capture.wakeup_bytes"), "{err}");
+        let config = AgentConfig::from_yaml("capture:\n  ring_buffer_mib: 16\n").expect("valid");
+        assert_eq!(config.capture.ring_buffer_mib, 16);
     }
 
     #[test]

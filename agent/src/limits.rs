@@ -6,6 +6,13 @@
 use crate::config::{CircuitBreakerConfig, LimitsConfig};
 use crate::resources::ProcUsage;
 
+/// Keeps the agent's own heap compact: two malloc arenas for all threads
+/// (see `sys::limit_malloc_arenas`). Call first thing in `main`, before any
+/// thread starts.
+pub fn compact_heap() {
+    crate::sys::limit_malloc_arenas(2);
+}
+
 /// `load15` from `/proc/loadavg` text.
 pub fn parse_load15(loadavg: &str) -> Option<f64> {
     loadavg.split_whitespace().nth(2)?.parse().ok()

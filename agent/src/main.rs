@@ -120,8 +120,17 @@ fn monotonic_ns(start: std::time::Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Before the runtime's threads exist: each would otherwise get an arena.
+    vigil_agent::limits::compact_heap();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(async_main())
+}
+
+async fn async_main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -279,11 +288,12 @@ async fn run(config: AgentConfig) -> Result<()> {
             CaptureSettings {
                 probes: ProbeOptions {
                     server_ports: config.capture.server_ports.clone(),
+                    ring_buffer_bytes: config.capture.ring_buffer_mib << 20,
                     wakeup_bytes: config.capture.wakeup_bytes,
                     ..ProbeOptions::default()
                 },
                 parse: config.capture.parse_options(),
-                queue_batches: (config.limits.queue_size / 256).max(16),
+                queue_records: config.limits.queue_size,
                 drain_interval: Duration::from_millis(config.capture.drain_interval_ms),
                 pids: config.capture.pids.clone(),
                 server_scan: Duration::from_secs(config.capture.server_scan_secs),

@@ -1,7 +1,6 @@
 //! The kernel ↔ userspace records of `ebpf/vigil.h`, parsed without `unsafe`
 //! (fixed offsets, little-endian). Sizes are asserted against the C header's.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `VIGIL_WIRE_VERSION` in `ebpf/vigil.h`.
@@ -41,8 +40,9 @@ pub struct L7Event<'a> {
     pub req_total: u32,
     /// Size of the first response write.
     pub resp_total: u32,
-    /// Server `comm`.
-    pub comm: Cow<'a, str>,
+    /// Server `comm`, its bytes up to the NUL (text only when a server is
+    /// first named: most events come from a server already named).
+    pub comm: &'a [u8],
     /// The first request bytes.
     pub req: &'a [u8],
     /// The first response bytes.
@@ -75,9 +75,10 @@ fn addr(family: u16, raw: &[u8]) -> IpAddr {
     }
 }
 
-fn comm(raw: &[u8]) -> Cow<'_, str> {
+/// A kernel `comm` field's bytes, up to its NUL.
+fn comm_bytes(raw: &[u8]) -> &[u8] {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    crate::l7::text(&raw[..end])
+    &raw[..end]
 }
 
 impl<'a> L7Event<'a> {
@@ -107,7 +108,7 @@ impl<'a> L7Event<'a> {
             remote: (addr(family, &b[64..80]), u16_at(b, 32)),
             req_total: u32_at(b, 40),
             resp_total: u32_at(b, 44),
-            comm: comm(&b[80..96]),
+            comm: comm_bytes(&b[80..96]),
             req: &b[L7_HEADER_SIZE..req_end],
             resp: &b[req_end..resp_end],
         })
@@ -134,7 +135,7 @@ impl SampleKey {
             pid: u32_at(b, 0),
             user_stack: i32_at(b, 4),
             kernel_stack: i32_at(b, 8),
-            comm: comm(&b[12..28]).into_owned(),
+            comm: crate::l7::text(comm_bytes(&b[12..28])).into_owned(),
         }
     }
 }
@@ -217,7 +218,7 @@ mod tests {
         assert_eq!(e.pid, 42);
         assert_eq!(e.local, ("127.0.0.1".parse().expect("ip"), 6379));
         assert_eq!(e.remote, ("10.0.0.2".parse().expect("ip"), 50000));
-        assert_eq!(e.comm, "redis");
+        assert_eq!(e.comm, b"redis");
         assert_eq!(e.req, b"abc");
         assert_eq!(e.resp, b"+O");
         assert_eq!(e.resp_ts_ns - e.req_ts_ns, 200);

@@ -386,3 +386,45 @@ fn pids_narrow_the_capture_to_those_processes() {
     redis_capture.stop();
     other_capture.stop();
 }
+
+/// The export queue holds at most `queue_records` records: a drain's batch
+/// that would pass the bound is dropped whole and counted, never queued.
+#[test]
+fn a_full_export_queue_drops_and_counts_whole_batches() {
+    let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
+    common::require_root();
+    let mut settings = vigil_agent::capture::CaptureSettings::for_ports(&[port]);
+    settings.queue_records = 10;
+    settings.drain_interval = Duration::from_millis(50);
+    let (capture, batches) = vigil_agent::capture::Capture::start(
+        settings,
+        vigil_agent::container::Identities::default(),
+    )
+    .expect("eBPF programs load and attach");
+    let tok = common::unique_letters();
+    // Nothing is received while these arrive: the queue fills to its bound.
+    for round in 0..3 {
+        let commands: String = (0..8)
+            .map(|i| format!("SET q:{tok}:{round}:{i} v\n"))
+            .collect();
+        common::redis_commands(port, &commands);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let counters = capture.counters.clone();
+    capture.stop();
+    let mut queued = 0;
+    while let Ok(batch) = batches.try_recv() {
+        queued += batch.len();
+    }
+    let produced = counters.records.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = counters
+        .queue_drops
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(queued <= 10, "{queued} records queued past a bound of 10");
+    assert!(dropped > 0, "nothing was dropped");
+    assert_eq!(
+        queued as u64 + dropped,
+        produced,
+        "every record is queued or counted"
+    );
+}

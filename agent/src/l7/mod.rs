@@ -100,10 +100,12 @@ impl Parser {
     ) {
         let options = &self.options;
         let scratch = &mut self.scratch;
-        if options.http && http::looks_like(req) {
-            out.extend(http::parse(req, resp, options));
-        } else if options.redis && redis::looks_like(req) {
+        // Redis first: its test is the cheapest (the first byte is `*`, never
+        // an HTTP method's), and it is the busiest protocol.
+        if options.redis && redis::looks_like(req) {
             redis::parse_into(req, resp, options, scratch, out);
+        } else if options.http && http::looks_like(req) {
+            out.extend(http::parse(req, resp, options));
         } else if options.mysql && mysql::looks_like(req) {
             out.extend(mysql::parse(
                 req,

@@ -14,46 +14,50 @@ pub fn looks_like(req: &[u8]) -> bool {
     }
 }
 
-/// Commands whose first argument is not a key.
-const KEYLESS: &[&str] = &[
-    "PING",
-    "ECHO",
-    "DEBUG",
-    "INFO",
-    "COMMAND",
-    "CLIENT",
-    "CONFIG",
-    "SELECT",
-    "AUTH",
-    "HELLO",
-    "FLUSHALL",
-    "FLUSHDB",
-    "DBSIZE",
-    "TIME",
-    "MULTI",
-    "EXEC",
-    "DISCARD",
-    "SCRIPT",
-    "EVAL",
-    "EVALSHA",
-    "SLOWLOG",
-    "MEMORY",
-    "LATENCY",
-    "CLUSTER",
-    "SUBSCRIBE",
-    "PSUBSCRIBE",
-    "PUBLISH",
-    "SCAN",
-    "QUIT",
-    "RESET",
-    "ROLE",
-    "SAVE",
-    "BGSAVE",
-    "LASTSAVE",
-    "SHUTDOWN",
-    "WAIT",
-    "FUNCTION",
-];
+/// Whether `command`'s first argument is not a key (a `match`: checked for
+/// every command, so no scan of a list).
+fn is_keyless(command: &str) -> bool {
+    matches!(
+        command,
+        "PING"
+            | "ECHO"
+            | "DEBUG"
+            | "INFO"
+            | "COMMAND"
+            | "CLIENT"
+            | "CONFIG"
+            | "SELECT"
+            | "AUTH"
+            | "HELLO"
+            | "FLUSHALL"
+            | "FLUSHDB"
+            | "DBSIZE"
+            | "TIME"
+            | "MULTI"
+            | "EXEC"
+            | "DISCARD"
+            | "SCRIPT"
+            | "EVAL"
+            | "EVALSHA"
+            | "SLOWLOG"
+            | "MEMORY"
+            | "LATENCY"
+            | "CLUSTER"
+            | "SUBSCRIBE"
+            | "PSUBSCRIBE"
+            | "PUBLISH"
+            | "SCAN"
+            | "QUIT"
+            | "RESET"
+            | "ROLE"
+            | "SAVE"
+            | "BGSAVE"
+            | "LASTSAVE"
+            | "SHUTDOWN"
+            | "WAIT"
+            | "FUNCTION"
+    )
+}
 
 fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(at..)?;
@@ -67,8 +71,23 @@ fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     }
 }
 
+/// A RESP length or count: an optional `-`, then up to 18 decimal digits.
 fn number(s: &[u8]) -> Option<i64> {
-    std::str::from_utf8(s).ok()?.parse().ok()
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(digit - b'0');
+    }
+    Some(if negative { -n } else { n })
 }
 
 /// The first two arguments of one command (its name and, usually, its key),
@@ -198,6 +217,11 @@ pub fn push_key_pattern(key: &[u8], out: &mut String) {
     // One UTF-8 check for the whole key. Separators are ASCII, so cutting
     // there never splits a character.
     let key = text(key);
+    // Only segments with a digit change: most keys of a kind have none.
+    if !key.bytes().any(|c| c.is_ascii_digit()) {
+        out.push_str(&key);
+        return;
+    }
     let push = |segment: &str, out: &mut String| {
         out.push_str(if id_like(segment.as_bytes()) {
             "*"
@@ -216,9 +240,15 @@ pub fn push_key_pattern(key: &[u8], out: &mut String) {
     push(&key[start..], out);
 }
 
-/// A command's name in upper case (inline: names are short).
+/// A command's name in upper case (inline: names are short). Clients mostly
+/// send it upper case already, and then it is only copied.
 fn command_name(name: &[u8]) -> SmolStr {
-    text(name).to_ascii_uppercase_smolstr()
+    let name = text(name);
+    if name.bytes().any(|c| c.is_ascii_lowercase()) {
+        name.to_ascii_uppercase_smolstr()
+    } else {
+        SmolStr::new(name)
+    }
 }
 
 /// Every command in `req`, paired with the replies found in `resp`, appended
@@ -244,7 +274,7 @@ pub fn parse_into(
             break;
         };
         let name = command_name(name);
-        let key = key.filter(|_| !KEYLESS.contains(&name.as_str()));
+        let key = key.filter(|_| !is_keyless(&name));
         let resource = match key {
             Some(key) => {
                 // `NAME key-pattern`
@@ -354,6 +384,39 @@ mod tests {
             &ParseOptions::default(),
         );
         assert_eq!(busy[0].status, ResponseStatus::ServerError);
+    }
+
+    #[test]
+    fn lengths_and_counts() {
+        assert_eq!(number(b"16"), Some(16));
+        assert_eq!(number(b"-1"), Some(-1));
+        assert_eq!(number(b"0"), Some(0));
+        assert_eq!(number(b""), None);
+        assert_eq!(number(b"-"), None);
+        assert_eq!(number(b"1x"), None);
+        assert_eq!(number(b"9999999999999999999"), None);
+    }
+
+    #[test]
+    fn keys_without_digits_are_kept_and_keyless_commands_have_none() {
+        let parsed = parse(
+            &resp(&["GET", "key:__rand_int__"]),
+            b"$-1\r\n",
+            &ParseOptions::default(),
+        );
+        assert_eq!(parsed[0].resource, "GET key:__rand_int__");
+        let parsed = parse(
+            &resp(&["PUBLISH", "news:1", "hello"]),
+            b":1\r\n",
+            &ParseOptions::default(),
+        );
+        assert_eq!(parsed[0].resource, "PUBLISH");
+        let parsed = parse(
+            &resp(&["hgetall", "cart:7f3a9c2e41:items"]),
+            b"*0\r\n",
+            &ParseOptions::default(),
+        );
+        assert_eq!(parsed[0].resource, "HGETALL cart:*:items");
     }
 
     #[test]
