@@ -31,9 +31,11 @@
 #define TCP_LISTEN 10
 #define MSG_PEEK 2
 
-/* Syscall numbers and argument registers at syscall exit, per architecture.
- * On arm64 the first argument's register holds the return value by then;
- * the kernel keeps the original in orig_x0. */
+/* Syscall numbers and the saved argument registers of the current syscall,
+ * per architecture (read at its exit, or mid-syscall from the socket
+ * tracepoints). On arm64 the first argument's register holds the return
+ * value by the exit; the kernel keeps the original in orig_x0. recvmmsg and
+ * sendmmsg are left out: their return value counts messages, not bytes. */
 #if defined(__TARGET_ARCH_x86)
 #define NR_READ 0
 #define NR_WRITE 1
@@ -43,8 +45,6 @@
 #define NR_RECVFROM 45
 #define NR_SENDMSG 46
 #define NR_RECVMSG 47
-#define NR_RECVMMSG 299
-#define NR_SENDMMSG 307
 #define SYSCALL_NR(regs) ((regs)->orig_ax)
 #define SYSCALL_ARG1(regs) ((regs)->di)
 #define SYSCALL_ARG2(regs) ((regs)->si)
@@ -57,8 +57,6 @@
 #define NR_RECVFROM 207
 #define NR_SENDMSG 211
 #define NR_RECVMSG 212
-#define NR_RECVMMSG 243
-#define NR_SENDMMSG 269
 #define SYSCALL_NR(regs) ((regs)->syscallno)
 #define SYSCALL_ARG1(regs) ((regs)->orig_x0)
 #define SYSCALL_ARG2(regs) ((regs)->regs[1])
@@ -70,16 +68,19 @@
 const volatile __u32 self_pid = 0;          /* the agent itself: never traced */
 const volatile __u32 filter_pids = 1;       /* 1: capture only the processes in server_pids */
 const volatile __u32 follow_servers = 1;    /* 1: add new listeners and their forks to server_pids */
-const volatile __u64 wakeup_bytes = 262144; /* wake userspace when this much is queued */
+const volatile __u64 wakeup_bytes = 262144; /* wake userspace each time the queue crosses a multiple of this */
 
-/* Server ports to capture, indexed by port (host order): 1 = capture. An
- * array, not a hash: the socket triggers check it on every socket operation
- * of the host, and an array lookup is inlined to a bounds check and a load. */
+/* Server ports to capture (host order), as a bitmap: bit port % 64 of entry
+ * port / 64. An array, not a hash: the socket triggers check it on every
+ * socket operation of the host, and an array lookup is inlined to a bounds
+ * check and a load; bits, not bytes, because the kernel rounds array values
+ * up to 8 bytes (8 KiB instead of 512). */
+#define PORT_WORDS (65536 / 64)
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, PORT_WORDS);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } server_ports SEC(".maps");
 
 /* Processes (tgid) serving a capture port -> 1: with filter_pids, the only
@@ -229,8 +230,9 @@ static __always_inline struct sock *fd_to_sock(__u64 fd)
 
 static __always_inline int is_capture_port(__u32 port)
 {
-	__u8 *capture = bpf_map_lookup_elem(&server_ports, &port);
-	return capture && *capture;
+	__u32 word = port / 64;
+	__u64 *bits = bpf_map_lookup_elem(&server_ports, &word);
+	return bits && (*bits & (1ULL << (port % 64)));
 }
 
 static __always_inline int is_server_sock(struct sock *sk)
@@ -437,7 +439,6 @@ static __always_inline int buffer_shape(long nr, int *is_read)
 		*is_read = 1;
 		return SHAPE_IOV;
 	case NR_RECVMSG:
-	case NR_RECVMMSG: /* struct mmsghdr starts with the first message's msghdr */
 		*is_read = 1;
 		return SHAPE_MSG;
 	case NR_WRITE:
@@ -448,7 +449,6 @@ static __always_inline int buffer_shape(long nr, int *is_read)
 		*is_read = 0;
 		return SHAPE_IOV;
 	case NR_SENDMSG:
-	case NR_SENDMMSG:
 		*is_read = 0;
 		return SHAPE_MSG;
 	default:
@@ -533,8 +533,10 @@ int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
 	int is_read = 0;
 	__u64 buf = 0;
 	int shape = current_syscall_buffer(&is_read, &buf);
-	if (shape < 0 || is_read)
-		return on_write(sk, 1, 0, SHAPE_BUF, ret);
+	if (shape < 0 || is_read) {
+		buf = 0; /* no buffer to read the response from */
+		shape = SHAPE_BUF;
+	}
 	return on_write(sk, 1, buf, shape, ret);
 }
 

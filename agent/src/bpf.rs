@@ -96,7 +96,8 @@ pub struct ProbeOptions {
     pub exclude_self: bool,
     /// Size of the L7 ring buffer, bytes (a power of two, at least a page).
     pub ring_buffer_bytes: u32,
-    /// Ring-buffer fill in bytes at which the kernel wakes userspace.
+    /// The kernel wakes userspace each time the ring buffer's fill crosses a
+    /// multiple of this many bytes.
     pub wakeup_bytes: u64,
     /// Sample on-CPU stacks at this frequency (Hz per CPU); `None` for no profiling.
     pub profile_hz: Option<u64>,
@@ -191,19 +192,18 @@ impl Probes {
         } else {
             u32::MAX
         };
-        let (btf, trigger) = if options.l7 {
-            let btf = kernel_btf()?;
-            let trigger = options
+        // Parsed once: for the loader's CO-RE relocations and the trigger.
+        let btf = kernel_btf()?;
+        let trigger = options.l7.then(|| {
+            options
                 .trigger
-                .unwrap_or_else(|| CaptureTrigger::best_for(&btf));
-            (Some(btf), Some(trigger))
-        } else {
-            (None, None)
-        };
+                .unwrap_or_else(|| CaptureTrigger::best_for(&btf))
+        });
         let filters_by_process =
             options.narrow_to_pids || trigger == Some(CaptureTrigger::SyscallExit);
         let follow_servers = filters_by_process && options.follow_servers;
         let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
             .override_global("self_pid", &self_pid, true)
             .override_global("filter_pids", &u32::from(filters_by_process), true)
             .override_global("follow_servers", &u32::from(follow_servers), true)
@@ -211,14 +211,14 @@ impl Probes {
             .map_max_entries("events", options.ring_buffer_bytes)
             .load(OBJECT)
             .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
-        if let (Some(btf), Some(trigger)) = (&btf, trigger) {
+        if let Some(trigger) = trigger {
             for (program, name) in trigger.programs() {
-                attach_btf_tracepoint(&mut ebpf, btf, program, name)?;
+                attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
             }
             // Keeping the process set current matters only where it filters.
             if follow_servers {
                 for (program, name) in SERVER_PROCESS_PROGRAMS {
-                    attach_btf_tracepoint(&mut ebpf, btf, program, name)?;
+                    attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
                 }
                 attach_tracepoint(&mut ebpf, "on_listen", "sock", "inet_sock_set_state")?;
             }
@@ -297,23 +297,27 @@ impl Probes {
     }
 
     /// Replaces the kernel's server-port filter (empty: capture nothing).
+    /// The filter is a bitmap: bit `port % 64` of word `port / 64`.
     pub fn set_server_ports(&mut self, wanted: &[u16]) -> Result<(), AgentError> {
         let map = self
             .ebpf
             .map_mut("server_ports")
             .ok_or_else(|| AgentError::Ebpf("no map server_ports".into()))?;
-        let mut ports: Array<_, u8> =
+        let mut words: Array<_, u64> =
             Array::try_from(map).map_err(|e| AgentError::Ebpf(e.to_string()))?;
-        let changes = self
+        // Every word that holds a port now or is to hold one is rewritten.
+        let mut bits: BTreeMap<u32, u64> = self
             .ports
             .iter()
-            .filter(|port| !wanted.contains(port))
-            .map(|port| (*port, 0))
-            .chain(wanted.iter().map(|port| (*port, 1)));
-        for (port, capture) in changes {
-            ports
-                .set(u32::from(port), capture, 0)
-                .map_err(|e| AgentError::Ebpf(format!("server_ports[{port}]: {e}")))?;
+            .map(|port| (u32::from(*port) / 64, 0))
+            .collect();
+        for port in wanted {
+            *bits.entry(u32::from(*port) / 64).or_default() |= 1 << (port % 64);
+        }
+        for (word, value) in bits {
+            words
+                .set(word, value, 0)
+                .map_err(|e| AgentError::Ebpf(format!("server_ports[{word}]: {e}")))?;
         }
         self.ports = wanted.to_vec();
         Ok(())

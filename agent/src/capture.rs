@@ -136,8 +136,8 @@ pub struct CaptureSettings {
     pub probes: ProbeOptions,
     /// Parsers.
     pub parse: ParseOptions,
-    /// Records the export queue holds; a drain's batch that would pass this
-    /// is dropped whole (and counted).
+    /// Records the export queue holds; newer ones that would pass it are
+    /// dropped (and counted).
     pub queue_records: usize,
     /// How often to drain.
     pub drain_interval: Duration,
@@ -299,11 +299,60 @@ impl Drop for Capture {
     }
 }
 
+/// How often the wall-clock offset of kernel timestamps is re-read.
+const CLOCK_RESYNC: Duration = Duration::from_secs(60);
+
 /// The capture thread's end of [`RecordBatches`].
 struct Queue {
     sender: SyncSender<Vec<RequestRecord>>,
     spares: Receiver<Vec<RequestRecord>>,
     queued: Arc<AtomicUsize>,
+}
+
+/// The consumer is gone.
+struct Disconnected;
+
+impl Queue {
+    /// Queues what of `batch` fits under `max_records` queued records (the
+    /// rest, the newest, is dropped and counted) and leaves `batch` empty,
+    /// ready to be filled again: a spare when the records went out, else
+    /// the same buffer.
+    fn send(
+        &self,
+        batch: &mut Vec<RequestRecord>,
+        max_records: usize,
+        counters: &CaptureCounters,
+    ) -> Result<(), Disconnected> {
+        let room = max_records.saturating_sub(self.queued.load(Ordering::Relaxed));
+        if batch.len() > room {
+            let dropped = batch.len() - room;
+            counters
+                .queue_drops
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            batch.truncate(room);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.len();
+        // A drain's worth: the next one is likely alike, so a new buffer is sized so.
+        let next = self
+            .spares
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(n + n / 4));
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        match self.sender.try_send(std::mem::replace(batch, next)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(mut unsent)) => {
+                self.queued.fetch_sub(n, Ordering::Relaxed);
+                counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
+                unsent.clear();
+                *batch = unsent;
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // reason: the loop's whole state, passed once from `start`
@@ -318,10 +367,11 @@ fn run(
     counters: &CaptureCounters,
 ) {
     let mut kernel_paused = false;
-    let mut drains: u64 = 0;
-    // Sized like the last batch, so a steady stream does not regrow it.
-    let mut batch_capacity = 0;
+    let mut clock_synced_at = Instant::now();
     let mut scanned_at = Instant::now();
+    // The batch being filled: kept when nothing was sent, replaced by a spare
+    // (or a new one sized like it) when it was.
+    let mut batch = Vec::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let want_pause = paused.load(Ordering::Relaxed);
@@ -361,10 +411,6 @@ fn run(
             rescan(&mut probes, servers, true, &mut last_scan, counters);
             scanned_at = Instant::now();
         }
-        let mut batch = queue
-            .spares
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(batch_capacity));
         let drain_started = crate::sys::thread_cpu_ns();
         collector.forget_names();
         let events = probes.drain(|raw| {
@@ -372,7 +418,6 @@ fn run(
                 collector.records_into(&event, &mut batch);
             }
         });
-        batch_capacity = batch.len() + batch.len() / 4;
         counters.drain_cpu_ns.fetch_add(
             crate::sys::thread_cpu_ns().saturating_sub(drain_started),
             Ordering::Relaxed,
@@ -384,29 +429,19 @@ fn run(
         counters
             .ring_full
             .store(probes.stats().ring_full, Ordering::Relaxed);
-        if !batch.is_empty() {
-            let n = batch.len();
-            counters.records.fetch_add(n as u64, Ordering::Relaxed);
-            if queue.queued.load(Ordering::Relaxed) + n > settings.queue_records {
-                counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
-            } else {
-                queue.queued.fetch_add(n, Ordering::Relaxed);
-                match queue.sender.try_send(batch) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        queue.queued.fetch_sub(n, Ordering::Relaxed);
-                        counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
-            }
+        counters
+            .records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        match queue.send(&mut batch, settings.queue_records, counters) {
+            Ok(()) => {}
+            Err(Disconnected) => return,
         }
         if stopping {
             return;
         }
-        drains += 1;
-        if drains.is_multiple_of(600) {
+        if clock_synced_at.elapsed() >= CLOCK_RESYNC {
             collector.resync_clock();
+            clock_synced_at = Instant::now();
         }
         probes.wait_for_events(settings.drain_interval);
     }

@@ -41,8 +41,8 @@ pub struct CaptureConfig {
     /// Server ports whose requests are captured (server side: the local port).
     pub server_ports: Vec<u16>,
     /// When non-empty, only these pids are captured (if they serve a capture
-    /// port). Empty: every process serving a capture port, found by a scan of
-    /// listening sockets and followed as it forks.
+    /// port). Empty: every process serving a capture port (on kernels before
+    /// 6.5, found by a scan of listening sockets and followed as it forks).
     pub pids: Vec<u32>,
     /// Seconds between scans for processes listening on the capture ports
     /// (listen() and fork() are followed in the kernel between scans). Only
@@ -59,7 +59,8 @@ pub struct CaptureConfig {
     /// is woken every `wakeup_bytes`, so the rest is slack for its stalls;
     /// it is mapped into the agent, so it counts in its resident memory.
     pub ring_buffer_mib: u32,
-    /// Ring-buffer fill (bytes) at which the kernel wakes the agent early.
+    /// The kernel wakes the agent each time the ring buffer's fill crosses a
+    /// multiple of this many bytes (besides the timed drains).
     pub wakeup_bytes: u64,
     /// How often the agent drains the ring buffer, milliseconds.
     pub drain_interval_ms: u64,

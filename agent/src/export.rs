@@ -372,6 +372,12 @@ pub struct Exporter<S> {
     sink: S,
     spool: Spool,
     batch_size: usize,
+    /// After a failed write, the sink is not tried again for this long
+    /// (batches go straight to the spool): one attempt per flush interval
+    /// however many batches arrive. Zero when exporting by hand.
+    retry_interval: Duration,
+    /// When the sink may be tried again.
+    retry_at: Option<Instant>,
     /// Shared counters.
     pub counters: Arc<ExportCounters>,
 }
@@ -387,8 +393,19 @@ impl<S: Sink> Exporter<S> {
             sink,
             spool,
             batch_size: batch_size.max(1),
+            retry_interval: Duration::ZERO,
+            retry_at: None,
             counters,
         }
+    }
+
+    /// Whether the sink may be tried now (no failure within `retry_interval`).
+    fn may_try_sink(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn sink_failed(&mut self) {
+        self.retry_at = Some(Instant::now() + self.retry_interval);
     }
 
     /// Replays the spool, oldest first, until it is empty or a write fails.
@@ -397,6 +414,7 @@ impl<S: Sink> Exporter<S> {
         while let Some((seq, records)) = self.spool.oldest()? {
             if let Err(e) = self.sink.write(&records).await {
                 tracing::debug!(error = %e, "spool replay deferred");
+                self.sink_failed();
                 return Ok(false);
             }
             self.spool.remove(seq)?;
@@ -429,7 +447,7 @@ impl<S: Sink> Exporter<S> {
 
     /// Exports `records` in order after whatever is spooled.
     pub async fn export(&mut self, records: &[RequestRecord]) -> Result<(), AgentError> {
-        let mut sink_up = self.replay().await?;
+        let mut sink_up = self.may_try_sink() && self.replay().await?;
         for chunk in records.chunks(self.batch_size) {
             if sink_up {
                 match self.sink.write(chunk).await {
@@ -441,6 +459,7 @@ impl<S: Sink> Exporter<S> {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "export failed; spooling to disk");
+                        self.sink_failed();
                         sink_up = false;
                     }
                 }
@@ -451,25 +470,27 @@ impl<S: Sink> Exporter<S> {
     }
 
     /// Exports what arrives in `batches`: a full batch (`batch_size`) as soon
-    /// as it is there, the rest every `interval`, until `stop` is set (then
-    /// what is left, once). Holding at most about a batch keeps memory flat
-    /// at any rate.
+    /// as it is there, the rest every `interval` (the first at once: that
+    /// replays a spool left from before), until `stop` is set (then what is
+    /// left, once). Holding at most about a batch keeps memory flat at any
+    /// rate. A failed sink is tried again an `interval` later, not per batch.
     pub async fn run(
         mut self,
         batches: RecordBatches,
         interval: Duration,
         stop: Arc<AtomicBool>,
     ) -> Result<(), AgentError> {
+        self.retry_interval = interval;
         let poll = interval.min(Duration::from_millis(100));
         let mut pending: Vec<RequestRecord> = Vec::new();
-        let mut flushed_at = Instant::now();
+        let mut flushed_at: Option<Instant> = None;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
             while let Ok(mut batch) = batches.try_recv() {
                 pending.append(&mut batch);
                 batches.recycle(batch);
             }
-            let due = stopping || flushed_at.elapsed() >= interval;
+            let due = stopping || flushed_at.is_none_or(|at| at.elapsed() >= interval);
             let ready = if due {
                 pending.len()
             } else {
@@ -481,7 +502,7 @@ impl<S: Sink> Exporter<S> {
                 pending.drain(..ready);
             }
             if due {
-                flushed_at = Instant::now();
+                flushed_at = Some(Instant::now());
             }
             if stopping {
                 return Ok(());
@@ -527,11 +548,13 @@ mod tests {
     #[derive(Default)]
     struct FlakySink {
         up: AtomicBool,
+        attempts: AtomicU64,
         stored: Mutex<Vec<u64>>,
     }
 
     impl Sink for &FlakySink {
         async fn write(&self, records: &[RequestRecord]) -> Result<(), AgentError> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
             if !self.up.load(Ordering::Relaxed) {
                 return Err(AgentError::Docker("down".into()));
             }
@@ -608,6 +631,8 @@ mod tests {
         let (sender, batches) = RecordBatches::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
         let run = tokio::spawn(exporter.run(batches, Duration::from_secs(3600), stop.clone()));
+        // Past the first flush, which is due at once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         sender.send((1..=14).map(record).collect()).expect("send");
         sender.send((15..=25).map(record).collect()).expect("send");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -625,6 +650,47 @@ mod tests {
         assert_eq!(
             *sink.stored.lock().expect("lock"),
             (1..=25).collect::<Vec<u64>>()
+        );
+    }
+
+    /// While the sink is down, batches go to the spool without a write
+    /// attempt each: the sink is tried again an interval after it failed.
+    #[tokio::test]
+    async fn a_failed_sink_is_retried_per_interval_not_per_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink: &'static FlakySink = Box::leak(Box::default());
+        let exporter = Exporter::new(sink, Spool::open(dir.path(), 1 << 20).expect("spool"), 5);
+        let counters = exporter.counters.clone();
+        let (sender, batches) = RecordBatches::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = tokio::spawn(exporter.run(batches, Duration::from_millis(1500), stop.clone()));
+        for start in [1, 6, 11, 16] {
+            sender
+                .send((start..start + 5).map(record).collect())
+                .expect("send");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counters.spooled.load(Ordering::Relaxed) < 20 {
+            assert!(Instant::now() < deadline, "batches were not spooled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let attempts = sink.attempts.load(Ordering::Relaxed);
+        assert!(
+            attempts <= 2,
+            "{attempts} write attempts for 4 batches in one interval"
+        );
+        // Back up: the next try replays the spool, in order.
+        sink.up.store(true, Ordering::Relaxed);
+        while sink.stored.lock().expect("lock").len() < 20 {
+            assert!(Instant::now() < deadline, "the spool was not replayed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        run.await.expect("join").expect("run");
+        assert_eq!(
+            *sink.stored.lock().expect("lock"),
+            (1..=20).collect::<Vec<u64>>()
         );
     }
 

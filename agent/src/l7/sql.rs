@@ -3,8 +3,8 @@
 
 use vigil_model::{SmolStr, StrExt};
 
-/// Appends `sql`'s shape to `out` (cleared first): with `obfuscate`, string
-/// and number literals become `?` and `?, ?` lists fold to one `?`.
+/// Writes `sql`'s shape into `out`, replacing what it held: with `obfuscate`,
+/// string and number literals become `?` and `?, ?` lists fold to one `?`.
 pub fn shape_into(sql: &str, obfuscate: bool, out: &mut String) {
     out.clear();
     let mut chars = sql.chars().peekable();
