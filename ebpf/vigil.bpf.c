@@ -501,29 +501,11 @@ static __always_inline int current_syscall_buffer(int *is_read, __u64 *buf)
 	return shape;
 }
 
-/* Kernel 6.5+: data received on a socket (after sock_recvmsg). Reads outside
- * the known syscalls (io_uring, kernel sockets) carry no buffer we can see and
- * are skipped; a peek leaves the data queued and is skipped too. */
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(on_sock_recv, struct sock *sk, int ret, int flags)
-{
-	if (ret <= 0 || (flags & MSG_PEEK))
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!is_captured_sock(sk, id))
-		return 0;
-	int is_read = 0;
-	__u64 buf = 0;
-	int shape = current_syscall_buffer(&is_read, &buf);
-	if (shape < 0 || !is_read)
-		return 0;
-	return on_read(id, sk, buf, shape, ret);
-}
-
-/* Kernel 6.5+: data sent on a socket. A response sent by sendfile, splice or
- * io_uring still ends its request: the event then has no response bytes. */
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
+/* Kernel 6.5+: ret bytes moved through socket sk, received or sent, by the
+ * current task. Reads outside the known syscalls (io_uring, kernel sockets)
+ * carry no buffer we can see and are skipped; a response sent by sendfile,
+ * splice or io_uring still ends its request, with no response bytes. */
+static __always_inline int on_socket_io(struct sock *sk, int ret, int receiving)
 {
 	if (ret <= 0)
 		return 0;
@@ -533,6 +515,11 @@ int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
 	int is_read = 0;
 	__u64 buf = 0;
 	int shape = current_syscall_buffer(&is_read, &buf);
+	if (receiving) {
+		if (shape < 0 || !is_read)
+			return 0;
+		return on_read(id, sk, buf, shape, ret);
+	}
 	if (shape < 0 || is_read) {
 		buf = 0; /* no buffer to read the response from */
 		shape = SHAPE_BUF;
@@ -540,18 +527,43 @@ int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
 	return on_write(sk, 1, buf, shape, ret);
 }
 
-/* ---------------------------------------------------------------- server processes */
-
-/* A process starting to listen on a capture port serves it from now on:
- * capture it without waiting for the next scan. listen() runs in the
- * listening process, and its port was bound before. */
-SEC("tracepoint/sock/inet_sock_set_state")
-int on_listen(struct trace_event_raw_inet_sock_set_state *ctx)
+/* After sock_recvmsg. A peek leaves the data queued: skipped. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_sock_recv, struct sock *sk, int ret, int flags)
 {
-	if (!follow_servers || ctx->newstate != TCP_LISTEN || ctx->protocol != IPPROTO_TCP)
+	if (flags & MSG_PEEK)
 		return 0;
-	struct sock *sk = (struct sock *)ctx->skaddr;
-	if (!is_server_sock(sk))
+	return on_socket_io(sk, ret, 1);
+}
+
+/* After sock_sendmsg. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_socket_io(sk, ret, 0);
+}
+
+/* ---------------------------------------------------------------- socket states, server processes */
+
+/* State changes of sockets on a capture port (sport: the local port, host
+ * order). A socket that closes forgets the request parked on it: one never
+ * answered (a client gone, MySQL's COM_QUIT) would otherwise stay in the LRU
+ * map, and the next socket allocated at the same address would append its
+ * first request to it, with the old start time. A process starting to listen
+ * on a capture port serves it from now on: with follow_servers it is
+ * captured without waiting for the next scan (listen() runs in the
+ * listening process, and its port was bound before). */
+SEC("tracepoint/sock/inet_sock_set_state")
+int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP || !is_capture_port(ctx->sport))
+		return 0;
+	if (ctx->newstate == TCP_CLOSE) {
+		__u64 key = (__u64)ctx->skaddr;
+		bpf_map_delete_elem(&pendings, &key);
+		return 0;
+	}
+	if (!follow_servers || ctx->newstate != TCP_LISTEN)
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (tgid == self_pid)

@@ -215,12 +215,13 @@ impl Probes {
             for (program, name) in trigger.programs() {
                 attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
             }
+            // Closing sockets forget their parked requests; listeners are followed.
+            attach_tracepoint(&mut ebpf, "on_sock_state", "sock", "inet_sock_set_state")?;
             // Keeping the process set current matters only where it filters.
             if follow_servers {
                 for (program, name) in SERVER_PROCESS_PROGRAMS {
                     attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
                 }
-                attach_tracepoint(&mut ebpf, "on_listen", "sock", "inet_sock_set_state")?;
             }
         }
         if options.tcp {

@@ -10,12 +10,30 @@ use std::time::Duration;
 use vigil_agent::bpf::CaptureTrigger;
 use vigil_model::{L7Protocol, ResponseStatus};
 
-fn assert_close(measured_us: u64, expected_ms: f64, trigger: CaptureTrigger) {
+/// A captured server time must hold what the server is known to have spent
+/// (`at_least_ms`: a sleep, or its own measured think time) and fit inside
+/// what the client saw (`client`: the whole client call, connecting included).
+/// On a quiet machine that pins it within a few percent; on a loaded one the
+/// bound follows what really happened, so a slow server is not a failure.
+fn assert_server_time(
+    measured_us: u64,
+    at_least_ms: f64,
+    client: Duration,
+    trigger: CaptureTrigger,
+) {
     let ms = measured_us as f64 / 1000.0;
+    let client_ms = client.as_secs_f64() * 1000.0;
     assert!(
-        (ms - expected_ms).abs() <= expected_ms * 0.1,
-        "{trigger:?}: measured {ms} ms, expected {expected_ms} ms ±10 %"
+        ms >= at_least_ms * 0.99 && ms <= client_ms,
+        "{trigger:?}: captured {ms} ms, expected at least {at_least_ms} ms and at most the client's {client_ms} ms"
     );
+}
+
+/// Runs `command`, and how long it took.
+fn timed(command: &mut Command) -> (std::process::Output, Duration) {
+    let started = std::time::Instant::now();
+    let out = command.output().expect("client command");
+    (out, started.elapsed())
 }
 
 #[test]
@@ -28,15 +46,13 @@ fn redis_debug_sleep_is_one_request_of_200ms() {
 fn redis_debug_sleep_with(trigger: CaptureTrigger) {
     let port: u16 = common::env("VIGIL_TEST_REDIS_PORT").parse().expect("port");
     let (capture, mut records) = common::capture_with(&[port], true, Some(trigger));
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.2"])
-        .output()
-        .expect("redis-cli");
+    let (out, client) =
+        timed(Command::new("redis-cli").args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.2"]));
     assert!(out.status.success(), "{out:?}");
     let record = records.wait_for(Duration::from_secs(10), |r| {
         r.protocol == L7Protocol::Redis && r.request_type == "DEBUG"
     });
-    assert_close(record.duration_us, 200.0, trigger);
+    assert_server_time(record.duration_us, 200.0, client, trigger);
     assert_eq!(record.status, ResponseStatus::Ok);
     assert_eq!(record.server.port, port);
     assert_eq!(record.server.process_name, "redis-server");
@@ -55,22 +71,19 @@ fn mariadb_select_sleep_is_one_request_of_300ms_with_its_shape() {
 fn mariadb_select_sleep_with(trigger: CaptureTrigger) {
     let port: u16 = common::env("VIGIL_TEST_MYSQL_PORT").parse().expect("port");
     let (capture, mut records) = common::capture_with(&[port], true, Some(trigger));
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-uvigil",
-            "-pvigil",
-            "-e",
-            "SELECT SLEEP(0.3); SELECT nosuchcolumn FROM DUAL;",
-        ])
-        .output()
-        .expect("mariadb client");
+    let (out, client) = timed(Command::new("mariadb").args([
+        "--no-defaults",
+        "-h127.0.0.1",
+        &format!("-P{port}"),
+        "-uvigil",
+        "-pvigil",
+        "-e",
+        "SELECT SLEEP(0.3); SELECT nosuchcolumn FROM DUAL;",
+    ]));
     let record = records.wait_for(Duration::from_secs(10), |r| {
         r.protocol == L7Protocol::Mysql && r.endpoint == "SELECT SLEEP(?)"
     });
-    assert_close(record.duration_us, 300.0, trigger);
+    assert_server_time(record.duration_us, 300.0, client, trigger);
     assert_eq!(record.request_type, "SELECT");
     assert_eq!(record.status, ResponseStatus::Ok);
     let error = records.wait_for(Duration::from_secs(10), |r| {
@@ -108,11 +121,11 @@ fn http_request_with(trigger: CaptureTrigger) {
             .expect("write");
         think
     });
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-H", "X-Request-Id: req-42"])
-        .arg(format!("http://127.0.0.1:{port}/api/orders/123?token=x"))
-        .output()
-        .expect("curl");
+    let (out, client) = timed(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-H", "X-Request-Id: req-42"])
+            .arg(format!("http://127.0.0.1:{port}/api/orders/123?token=x")),
+    );
     assert!(out.status.success(), "{out:?}");
     let think = server.join().expect("server");
     let record = records.wait_for(Duration::from_secs(10), |r| r.protocol == L7Protocol::Http);
@@ -122,7 +135,12 @@ fn http_request_with(trigger: CaptureTrigger) {
     assert_eq!(record.code, Some(404));
     assert_eq!(record.status, ResponseStatus::ClientError);
     assert_eq!(record.trace_id, "req-42");
-    assert_close(record.duration_us, think.as_secs_f64() * 1000.0, trigger);
+    assert_server_time(
+        record.duration_us,
+        think.as_secs_f64() * 1000.0,
+        client,
+        trigger,
+    );
     capture.stop();
 }
 
@@ -324,11 +342,11 @@ print(int(think * 1e6), flush=True)
         .expect("python3");
     let mut lines = std::io::BufReader::new(server.stdout.take().expect("stdout")).lines();
     assert_eq!(lines.next().expect("a line").expect("read"), "listening");
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}/static/file.txt"))
-        .output()
-        .expect("curl");
+    let (out, client) = timed(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}/static/file.txt")),
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
     let think_us: u64 = lines
         .next()
@@ -342,7 +360,12 @@ print(int(think * 1e6), flush=True)
     });
     assert_eq!(record.status, ResponseStatus::Unknown);
     assert_eq!(record.server.process_name, "python3");
-    assert_close(record.duration_us, think_us as f64 / 1000.0, trigger);
+    assert_server_time(
+        record.duration_us,
+        think_us as f64 / 1000.0,
+        client,
+        trigger,
+    );
     capture.stop();
 }
 
@@ -427,4 +450,67 @@ fn a_full_export_queue_drops_and_counts_what_passes_its_bound() {
         produced,
         "every record is queued or counted"
     );
+}
+
+/// A request never answered (the client went away) is forgotten when its
+/// socket closes: the kernel reuses socket memory at once, and the next
+/// connection's request must not be taken for more of the old one (with its
+/// start time). Each round leaves one request unanswered, then serves one.
+#[test]
+fn an_unanswered_request_does_not_leak_into_the_next_connection() {
+    for trigger in common::triggers() {
+        unanswered_then_served_with(trigger);
+    }
+}
+
+fn unanswered_then_served_with(trigger: CaptureTrigger) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // The server runs in this process, so this capture does not exclude it.
+    let (capture, mut records) = common::capture_with(&[port], false, Some(trigger));
+    let rounds = 20;
+    let server = std::thread::spawn(move || {
+        for _ in 0..rounds * 2 {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).expect("read");
+            if buf[..n].starts_with(b"GET /served") {
+                stream
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .expect("write");
+            }
+            // Either way the server closes its side.
+        }
+    });
+    for round in 0..rounds {
+        let mut abandoned = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        abandoned
+            .write_all(format!("GET /abandoned/{round} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("write");
+        drop(abandoned);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut served = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let started = std::time::Instant::now();
+        served
+            .write_all(format!("GET /served/{round} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("write");
+        let mut reply = Vec::new();
+        served.read_to_end(&mut reply).expect("read");
+        let client = started.elapsed();
+        let record = records.wait_for(Duration::from_secs(10), |r| {
+            r.protocol == L7Protocol::Http && r.code == Some(204)
+        });
+        assert_eq!(
+            record.resource,
+            format!("/served/{round}").as_str(),
+            "{trigger:?}: round {round}'s request was read as another"
+        );
+        assert!(
+            record.duration_us as f64 <= client.as_secs_f64() * 1e6,
+            "{trigger:?}: round {round} took {} µs, longer than its client's {client:?}",
+            record.duration_us
+        );
+    }
+    server.join().expect("server");
+    capture.stop();
 }
