@@ -281,8 +281,13 @@ pub async fn run_recorded(
     at: Timestamp,
 ) -> anyhow::Result<PatrolOutput> {
     let started = now();
+    // Milliseconds, not the second of `started`: a demo and a run by hand (two
+    // processes) can start in the same second, and one id would overwrite the other.
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut run = PatrolRun {
-        id: format!("{}-{}-manual-{}", playbook.id, at.secs(), started.secs()),
+        id: format!("{}-{}-manual-{started_ms}", playbook.id, at.secs()),
         playbook_id: playbook.id.clone(),
         started,
         ended: None,
