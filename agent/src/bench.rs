@@ -16,6 +16,7 @@ use vigil_agent::bpf::CaptureTrigger;
 use vigil_agent::capture::{Capture, CaptureSettings};
 use vigil_agent::container::Identities;
 use vigil_agent::export::{ExportCounters, Exporter, Spool};
+use vigil_agent::limits::release_free_memory;
 use vigil_agent::listeners::listening_pids;
 use vigil_agent::resources::{children_cpu_us, clock_ticks, process_cpu_ns, read_usage};
 use vigil_store::clickhouse::{ClickHouseConfig, ClickHouseStore};
@@ -228,8 +229,9 @@ struct Attached {
     agent_ns_per_request: f64,
     /// The capture thread's CPU per kernel event, ns.
     drain_ns_per_event: f64,
-    /// This process's peak resident memory during the run (VmHWM, reset
-    /// after the programs were loaded).
+    /// This process's peak resident memory while loading the programs
+    /// (parsing the kernel's BTF), then during the run (VmHWM, reset between).
+    load_peak_rss_bytes: u64,
     peak_rss_bytes: u64,
     /// Records the capture produced.
     records: u64,
@@ -245,8 +247,13 @@ async fn attached_run(
 ) -> Result<Attached> {
     let mut settings = CaptureSettings::for_ports(&[workload.port()]);
     settings.probes.trigger = trigger;
+    // Each run starts from what it needs: memory freed by earlier runs (and
+    // their peaks) do not count against this one.
+    release_free_memory();
+    reset_peak_rss();
     let (capture, receiver) = Capture::start(settings, Identities::default())?;
-    // Loading parses the kernel's BTF (a transient peak, reported apart).
+    // Loading parses the kernel's BTF: a transient peak, reported apart.
+    let load_peak_rss_bytes = peak_rss_bytes();
     reset_peak_rss();
     let stop_export = Arc::new(AtomicBool::new(false));
     let consumer = match consumer {
@@ -283,6 +290,7 @@ async fn attached_run(
         agent_cores: cpu_ns / 1e9 / elapsed,
         agent_ns_per_request: cpu_ns / records.max(1) as f64,
         drain_ns_per_event: counters.drain_cpu_ns.load(Ordering::Relaxed) as f64 / events,
+        load_peak_rss_bytes,
         peak_rss_bytes: peak_rss_bytes(),
         records,
         lost: counters.ring_full.load(Ordering::Relaxed)
@@ -324,7 +332,6 @@ pub async fn bench(workload: &Workload, options: &BenchOptions) -> Result<()> {
         None => CaptureTrigger::for_this_kernel()?,
     };
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    let load_peak = peak_rss_bytes();
     for round in 1..=options.runs {
         // Which mode goes first alternates, so neither always follows the other.
         let (alone, attached) = if round % 2 == 1 {
@@ -386,10 +393,12 @@ pub async fn bench(workload: &Workload, options: &BenchOptions) -> Result<()> {
         "agent drain:    {:.0} ns of capture-thread CPU per kernel event",
         of_attached(|a| a.drain_ns_per_event)
     );
+    let max_mib =
+        |field: fn(&Attached) -> u64| with.iter().map(field).max().unwrap_or(0) as f64 / 1048576.0;
     println!(
-        "agent RSS:      {:.1} MiB (peak during the runs; {:.1} MiB peak of this process before them, loading included)",
-        with.iter().map(|a| a.peak_rss_bytes).max().unwrap_or(0) as f64 / 1048576.0,
-        load_peak as f64 / 1048576.0,
+        "agent RSS:      {:.1} MiB (peak during the runs; {:.1} MiB while loading the programs)",
+        max_mib(|a| a.peak_rss_bytes),
+        max_mib(|a| a.load_peak_rss_bytes),
     );
     println!(
         "captured:       {} of {sent} requests; kernel/queue drops: {}",

@@ -192,18 +192,27 @@ impl Probes {
         } else {
             u32::MAX
         };
-        // Parsed once: for the loader's CO-RE relocations and the trigger.
-        let btf = kernel_btf()?;
-        let trigger = options.l7.then(|| {
+        // The loader parses the kernel's BTF for its CO-RE relocations; the
+        // L7 capture needs its own copy to choose a trigger and attach
+        // tp_btf programs, and the loader then uses that one.
+        let btf = if options.l7 {
+            Some(kernel_btf()?)
+        } else {
+            None
+        };
+        let trigger = btf.as_ref().map(|btf| {
             options
                 .trigger
-                .unwrap_or_else(|| CaptureTrigger::best_for(&btf))
+                .unwrap_or_else(|| CaptureTrigger::best_for(btf))
         });
         let filters_by_process =
             options.narrow_to_pids || trigger == Some(CaptureTrigger::SyscallExit);
         let follow_servers = filters_by_process && options.follow_servers;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+        let mut loader = EbpfLoader::new();
+        if let Some(btf) = &btf {
+            loader.btf(Some(btf));
+        }
+        let mut ebpf = loader
             .override_global("self_pid", &self_pid, true)
             .override_global("filter_pids", &u32::from(filters_by_process), true)
             .override_global("follow_servers", &u32::from(follow_servers), true)
@@ -211,16 +220,16 @@ impl Probes {
             .map_max_entries("events", options.ring_buffer_bytes)
             .load(OBJECT)
             .map_err(|e| AgentError::Ebpf(format!("load (are you root?): {e}")))?;
-        if let Some(trigger) = trigger {
+        if let (Some(btf), Some(trigger)) = (&btf, trigger) {
             for (program, name) in trigger.programs() {
-                attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
+                attach_btf_tracepoint(&mut ebpf, btf, program, name)?;
             }
             // Closing sockets forget their parked requests; listeners are followed.
             attach_tracepoint(&mut ebpf, "on_sock_state", "sock", "inet_sock_set_state")?;
             // Keeping the process set current matters only where it filters.
             if follow_servers {
                 for (program, name) in SERVER_PROCESS_PROGRAMS {
-                    attach_btf_tracepoint(&mut ebpf, &btf, program, name)?;
+                    attach_btf_tracepoint(&mut ebpf, btf, program, name)?;
                 }
             }
         }

@@ -13,6 +13,13 @@ pub fn compact_heap() {
     crate::sys::limit_malloc_arenas(2);
 }
 
+/// Hands the allocator's free memory back to the kernel (glibc's
+/// `malloc_trim`): after a burst of allocations, such as loading the kernel
+/// programs or a measured run.
+pub fn release_free_memory() {
+    crate::sys::release_free_memory();
+}
+
 /// `load15` from `/proc/loadavg` text.
 pub fn parse_load15(loadavg: &str) -> Option<f64> {
     loadavg.split_whitespace().nth(2)?.parse().ok()
