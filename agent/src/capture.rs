@@ -266,7 +266,7 @@ impl Capture {
             RecordBatches {
                 batches: receiver,
                 spare,
-                queued: queued.clone(),
+                queued,
             },
         ))
     }
